@@ -1,0 +1,133 @@
+//! What the library remembers between calls for the calling process: the
+//! mount table (re-read only when it changes) and file verdicts.
+//!
+//! Mount changes are noticed with `poll(POLLPRI)` on an open
+//! `/proc/self/mountinfo`, which the kernel flags after every mount or unmount
+//! in our namespace; each change bumps a generation that invalidates every
+//! cached verdict. Verdicts are keyed by the mapped file's (dev, inode) and the
+//! path the VMA shows, in a fixed table: no allocation after the first use.
+//!
+//! # Safety
+//! `poll` on a descriptor owned by [`ProcFd`].
+#![allow(unsafe_code)]
+
+use std::sync::{Mutex, MutexGuard};
+
+use crate::classify::FileVerdict;
+use crate::mountinfo::MountTable;
+use crate::procfd::ProcFd;
+use crate::vma::Dev;
+
+const SLOTS: usize = 256;
+
+#[derive(Clone, Copy)]
+struct Slot {
+    dev: Dev,
+    ino: u64,
+    path_hash: u64,
+    generation: u64,
+    verdict: FileVerdict,
+}
+
+pub(crate) struct State {
+    mountinfo: ProcFd,
+    /// `None` until read, and after a change was noticed.
+    table: Option<MountTable>,
+    /// Set when mountinfo could not be read: answer from an empty table.
+    unreadable: bool,
+    generation: u64,
+    cache: [Option<Slot>; SLOTS],
+    /// The device of the kernel's internal shmem mount (shared anonymous
+    /// memory, memfd, SysV shm), learnt from a memfd of our own.
+    shm_dev: Option<Option<Dev>>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    mountinfo: ProcFd::new(b"mountinfo"),
+    table: None,
+    unreadable: false,
+    generation: 1,
+    cache: [None; SLOTS],
+    shm_dev: None,
+});
+
+static EMPTY: MountTable = MountTable { mounts: Vec::new() };
+
+/// Locks the state, first noticing any mount change since the last call.
+pub(crate) fn lock() -> MutexGuard<'static, State> {
+    let mut s = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    s.notice_mount_changes();
+    s
+}
+
+impl State {
+    fn notice_mount_changes(&mut self) {
+        let changed = match self.mountinfo.get() {
+            // A fresh descriptor (first use, after fork or closefrom): we
+            // may have missed changes, so start over.
+            Ok((_, true)) => true,
+            Ok((fd, false)) => {
+                let mut p = libc::pollfd { fd, events: libc::POLLPRI, revents: 0 };
+                // SAFETY: one valid pollfd, zero timeout.
+                let n = unsafe { libc::poll(&mut p, 1, 0) };
+                n > 0 && p.revents & (libc::POLLPRI | libc::POLLERR) != 0
+            }
+            Err(_) => !self.unreadable,
+        };
+        if changed {
+            self.table = None;
+            self.unreadable = false;
+            self.generation += 1;
+        }
+    }
+
+    /// The current mount table (read on first use after a change).
+    pub(crate) fn mounts(&mut self) -> &MountTable {
+        if self.table.is_none() && !self.unreadable {
+            match MountTable::read("/proc/self/mountinfo".as_ref()) {
+                Ok(t) => self.table = Some(t),
+                Err(_) => self.unreadable = true,
+            }
+        }
+        self.table.as_ref().unwrap_or(&EMPTY)
+    }
+
+    pub(crate) fn shm_dev(&mut self) -> Option<Dev> {
+        *self.shm_dev.get_or_insert_with(probe_shm_dev)
+    }
+
+    pub(crate) fn cached(&self, dev: Dev, ino: u64, path: &[u8]) -> Option<FileVerdict> {
+        let slot = self.cache[slot_of(dev, ino)]?;
+        let fresh = slot.dev == dev && slot.ino == ino && slot.generation == self.generation;
+        (fresh && slot.path_hash == hash(path)).then_some(slot.verdict)
+    }
+
+    pub(crate) fn remember(&mut self, dev: Dev, ino: u64, path: &[u8], verdict: FileVerdict) {
+        let slot = Slot { dev, ino, path_hash: hash(path), generation: self.generation, verdict };
+        self.cache[slot_of(dev, ino)] = Some(slot);
+    }
+}
+
+fn slot_of(dev: Dev, ino: u64) -> usize {
+    let k = ino ^ (u64::from(dev.major) << 40) ^ (u64::from(dev.minor) << 20);
+    (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % SLOTS
+}
+
+/// FNV-1a: the path is only a guard against a reused inode number.
+fn hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+fn probe_shm_dev() -> Option<Dev> {
+    // SAFETY: memfd_create with a static name; fstat into plain data; close our fd.
+    unsafe {
+        let fd = libc::memfd_create(c"daxguard-probe".as_ptr(), libc::MFD_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let mut st: libc::stat = std::mem::zeroed();
+        let ok = libc::fstat(fd, &mut st) == 0;
+        libc::close(fd);
+        ok.then(|| Dev { major: libc::major(st.st_dev), minor: libc::minor(st.st_dev) })
+    }
+}
