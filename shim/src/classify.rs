@@ -143,6 +143,17 @@ pub struct Piece {
     pub start: u64,
     pub end: u64,
     pub kind: Kind,
+    /// The VMA's protection; `None` for a hole.
+    pub prot: Option<Prot>,
+}
+
+/// A VMA's protection and sharing, as maps shows `rwxs`/`rwxp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prot {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+    pub shared: bool,
 }
 
 /// Every piece of a page-aligned range, in address order.
@@ -234,7 +245,8 @@ pub fn classify_with(addr: u64, len: u64, opts: Options) -> Result<Report, Error
             Class::Special => Kind::Special { label: vma.and_then(label).unwrap_or_else(|| "special".into()) },
             Class::File(v) => file_kind(v, vma.expect("file pieces come from a VMA")),
         };
-        pieces.push(Piece { start: s, end: e, kind });
+        let prot = vma.map(|v| Prot { read: v.readable, write: v.writable, exec: v.executable, shared: v.shared });
+        pieces.push(Piece { start: s, end: e, kind, prot });
         ControlFlow::Continue(())
     })?;
     // Mount details only for the report, after the walk (the walk holds `mounts`).
@@ -285,7 +297,13 @@ enum Class {
 type PieceVisitor<'v> = dyn FnMut(u64, u64, Class, Option<&Vma<'_>>) -> ControlFlow<()> + 'v;
 
 /// Walks the VMAs of `[start, end)`, clips them, fills holes, and classifies each.
-fn visit_pieces(start: u64, end: u64, opts: Options, mounts: &mut Mounts, f: &mut PieceVisitor<'_>) -> Result<Lookup, Error> {
+fn visit_pieces(
+    start: u64,
+    end: u64,
+    opts: Options,
+    mounts: &mut Mounts,
+    f: &mut PieceVisitor<'_>,
+) -> Result<Lookup, Error> {
     if start == end {
         return Ok(crate::vma::preferred_lookup(opts.lookup));
     }

@@ -21,21 +21,33 @@
 //! mount's options and the block device's `queue/dax`.
 #![deny(unsafe_code)]
 
+pub mod audit;
+mod capi;
 mod classify;
 mod error;
+pub mod explain;
 pub mod maps;
 pub mod mountinfo;
+mod odp;
+pub mod policy;
+#[cfg(feature = "interpose")]
+mod preload;
 mod procfd;
 pub mod procmap_query;
+mod register;
+mod resolve;
+mod runtime;
 mod state;
 pub mod statx;
 mod sys;
 pub mod sysfs;
 pub mod vma;
 
+pub use capi::{DAXGUARD_ERROR, DAXGUARD_FSDAX, DAXGUARD_OK, DAXGUARD_UNVERIFIED, daxguard_check};
 pub use classify::{
-    Evidence, FileInfo, FileKind, FileVerdict, Kind, MountInfo, Options, Piece, Report, Verdict, Via, classify,
+    Evidence, FileInfo, FileKind, FileVerdict, Kind, MountInfo, Options, Piece, Prot, Report, Verdict, Via, classify,
     classify_with, file_verdict, judge, page_range,
 };
 pub use error::Error;
+pub use register::{CheckError, RegisterError, check, register};
 pub use vma::{Dev, Lookup, LookupChoice, Target};

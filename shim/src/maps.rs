@@ -38,10 +38,8 @@ pub fn parse_line(line: &[u8]) -> Option<MapsLine<'_>> {
     let dash = range.iter().position(|&b| b == b'-')?;
     let (start, end) = (hex(&range[..dash])?, hex(&range[dash + 1..])?);
     let colon = dev.iter().position(|&b| b == b':')?;
-    let dev = Dev {
-        major: u32::try_from(hex(&dev[..colon])?).ok()?,
-        minor: u32::try_from(hex(&dev[colon + 1..])?).ok()?,
-    };
+    let dev =
+        Dev { major: u32::try_from(hex(&dev[..colon])?).ok()?, minor: u32::try_from(hex(&dev[colon + 1..])?).ok()? };
     if perms.len() != 4 || start > end {
         return None;
     }

@@ -26,7 +26,8 @@ impl Map {
 
     fn file(f: &File, len: usize, flags: i32) -> Map {
         // SAFETY: mapping a file we own.
-        let ptr = unsafe { libc::mmap(ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, f.as_raw_fd(), 0) };
+        let ptr =
+            unsafe { libc::mmap(ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, f.as_raw_fd(), 0) };
         assert_ne!(ptr, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
         Map { ptr, len }
     }
@@ -149,14 +150,22 @@ fn span_of_several_vmas_with_a_hole_and_prot_none() {
     let (f, _) = sized_file(dir.path(), "mid", PAGE);
     // SAFETY: MAP_FIXED over a page of our own reservation.
     let p = unsafe {
-        libc::mmap((base + 3 * PAGE as u64) as *mut c_void, PAGE, libc::PROT_READ, libc::MAP_SHARED | libc::MAP_FIXED, f.as_raw_fd(), 0)
+        libc::mmap(
+            (base + 3 * PAGE as u64) as *mut c_void,
+            PAGE,
+            libc::PROT_READ,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            f.as_raw_fd(),
+            0,
+        )
     };
     assert_eq!(p as u64, base + 3 * PAGE as u64);
     // Start mid-page and end mid-page: the range widens to whole pages.
     let r = both(base + 10, 8 * PAGE as u64 - 20);
     assert_eq!((r.start, r.end), (base, base + 8 * PAGE as u64));
     assert_eq!(kinds(&r), ["anonymous", "anonymous", "hole", "file", "anonymous"]);
-    let bounds: Vec<_> = r.pieces.iter().map(|p| ((p.start - base) / PAGE as u64, (p.end - base) / PAGE as u64)).collect();
+    let bounds: Vec<_> =
+        r.pieces.iter().map(|p| ((p.start - base) / PAGE as u64, (p.end - base) / PAGE as u64)).collect();
     assert_eq!(bounds, [(0, 1), (1, 2), (2, 3), (3, 4), (4, 8)]);
     assert_eq!(r.verdict(), Verdict::Allow);
 }
@@ -210,7 +219,7 @@ fn another_process_by_pid() {
     let opts = Options { target: Some(daxguard::Target::Pid(me)), ..Default::default() };
     let r = classify_with(heap.as_ptr() as u64, heap.len() as u64, opts).unwrap();
     assert!(r.pieces.iter().all(|p| p.kind.name() == "anonymous"));
-    let gone = classify_with(0x1000, 1, Options { target: Some(daxguard::Target::Pid(i32::MAX)), ..Default::default() });
+    let gone =
+        classify_with(0x1000, 1, Options { target: Some(daxguard::Target::Pid(i32::MAX)), ..Default::default() });
     assert_eq!(gone.unwrap_err().errno(), libc::ENOENT);
 }
-

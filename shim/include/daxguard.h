@@ -1,0 +1,35 @@
+/* daxguard: ask whether memory can be registered for RDMA before registering it.
+ *
+ * Link with -ldaxguard (libdaxguard.so), or preload it. Linux refuses long-term
+ * pins (ibv_reg_mr) of filesystem-DAX memory with EOPNOTSUPP; daxguard_check()
+ * answers the same question up front and says which file and mount are the cause.
+ */
+#ifndef DAXGUARD_H
+#define DAXGUARD_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum daxguard_result {
+	DAXGUARD_ERROR = -1,     /* could not judge; errno says why (EINVAL, ENOENT: no /proc) */
+	DAXGUARD_OK = 0,         /* no page of the range is filesystem-DAX */
+	DAXGUARD_FSDAX = 1,      /* part of the range is filesystem-DAX: ibv_reg_mr would fail */
+	DAXGUARD_UNVERIFIED = 2, /* part of the range may be filesystem-DAX; could not verify */
+};
+
+/* Classify [addr, addr + len) (widened to whole pages). When why is not NULL,
+ * writes a one-line explanation (empty for DAXGUARD_OK), NUL-terminated and
+ * truncated to why_len - 1 bytes. addr is never dereferenced. Thread-safe. */
+int daxguard_check(const void *addr, size_t len, char *why, size_t why_len);
+
+/* The library version, e.g. "0.1.0". */
+const char *daxguard_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DAXGUARD_H */

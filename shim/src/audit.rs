@@ -1,0 +1,218 @@
+//! The audit trail: one JSON object per line for every registration seen.
+//!
+//! Each record is built in memory and written with a single `write(2)` on an
+//! `O_APPEND` descriptor, so records from concurrent threads and processes
+//! never interleave. The file is opened `O_NOFOLLOW|O_CLOEXEC` and created
+//! 0600. The schema is documented in `docs/policy.md`.
+//!
+//! # Safety
+//! `open`/`write` on a path and buffers we own; `syslog` with a `%s` format.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::fmt::Write as _;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+
+/// One registration, as the audit record tells it.
+#[derive(Debug, Clone, Default)]
+pub struct Record<'a> {
+    pub entry: &'a str,
+    pub addr: u64,
+    pub len: u64,
+    pub access: u32,
+    /// `allow`, `fsdax`, `unverified`, `unchecked` or `error`.
+    pub verdict: &'a str,
+    /// The rule that decided, e.g. `fsdax`, `not_fsdax`, `on_demand`.
+    pub reason: &'a str,
+    pub file: Option<&'a std::path::Path>,
+    pub mount: Option<String>,
+    /// `refused`, `forwarded` or `rewritten_odp`.
+    pub action: &'a str,
+    /// 0 on success, else the errno the caller saw.
+    pub errno: i32,
+    /// Why a forwarded registration failed, in words.
+    pub explain: Option<&'a str>,
+    pub decide_ns: u64,
+}
+
+impl Record<'_> {
+    /// The JSON line, newline included.
+    pub fn to_json(&self) -> String {
+        let mut s = String::with_capacity(384);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let _ = write!(
+            s,
+            "{{\"time\":{}.{:06},\"pid\":{},\"tid\":{},\"program\":",
+            now.as_secs(),
+            now.subsec_micros(),
+            crate::sys::pid(),
+            crate::sys::tid()
+        );
+        json_str(&mut s, program().as_bytes());
+        s.push_str(",\"entry\":");
+        json_str(&mut s, self.entry.as_bytes());
+        let _ = write!(s, ",\"addr\":\"{:#x}\",\"len\":{},\"access\":\"{:#x}\"", self.addr, self.len, self.access);
+        for (key, val) in [("verdict", self.verdict), ("reason", self.reason)] {
+            let _ = write!(s, ",\"{key}\":");
+            json_str(&mut s, val.as_bytes());
+        }
+        s.push_str(",\"file\":");
+        json_opt(&mut s, self.file.map(|p| p.as_os_str().as_bytes()));
+        s.push_str(",\"mount\":");
+        json_opt(&mut s, self.mount.as_deref().map(str::as_bytes));
+        s.push_str(",\"action\":");
+        json_str(&mut s, self.action.as_bytes());
+        let _ = write!(s, ",\"errno\":{},\"errno_name\":", self.errno);
+        json_str(&mut s, crate::explain::errno_name(self.errno).as_bytes());
+        s.push_str(",\"explain\":");
+        json_opt(&mut s, self.explain.map(str::as_bytes));
+        let _ = writeln!(s, ",\"decide_ns\":{}}}", self.decide_ns);
+        s
+    }
+}
+
+/// The program's name, from `/proc/self/comm`-like `program_invocation_short_name`.
+fn program() -> String {
+    std::env::args_os()
+        .next()
+        .map(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+fn json_opt(s: &mut String, v: Option<&[u8]>) {
+    match v {
+        Some(b) => json_str(s, b),
+        None => s.push_str("null"),
+    }
+}
+
+/// A JSON string; bytes that are not UTF-8 become U+FFFD (paths may be anything).
+pub fn json_str(s: &mut String, bytes: &[u8]) {
+    s.push('"');
+    for c in String::from_utf8_lossy(bytes).chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\t' => s.push_str("\\t"),
+            '\r' => s.push_str("\\r"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(s, "\\u{:04x}", c as u32);
+            }
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+}
+
+/// Where records go, opened once.
+#[derive(Debug)]
+pub enum Sink {
+    File(RawFd),
+    Syslog,
+}
+
+impl Sink {
+    /// Opens the log file for appending: `O_NOFOLLOW` so a planted symlink
+    /// cannot redirect it, created 0600 because records name files.
+    pub fn open_file(path: &std::path::Path) -> Result<Sink, i32> {
+        let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
+        let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+        // SAFETY: NUL-terminated path; mode passed as the variadic argument.
+        let fd = unsafe { libc::open(c.as_ptr(), flags, 0o600 as libc::c_uint) };
+        if fd < 0 { Err(crate::sys::errno()) } else { Ok(Sink::File(fd)) }
+    }
+
+    /// One record, one `write(2)` (or one syslog message).
+    pub fn write(&self, line: &str) {
+        match self {
+            Sink::File(fd) => {
+                // SAFETY: writing our own buffer to our own descriptor. A short
+                // write to a regular O_APPEND file only happens on a full disk.
+                unsafe { libc::write(*fd, line.as_ptr().cast(), line.len()) };
+            }
+            Sink::Syslog => {
+                if let Ok(c) = CString::new(line.trim_end()) {
+                    // SAFETY: constant "%s" format with a NUL-terminated argument.
+                    unsafe { libc::syslog(libc::LOG_USER | libc::LOG_INFO, c"%s".as_ptr(), c.as_ptr()) };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        let mut s = String::new();
+        json_str(&mut s, b"a\"b\\c\nd\x01e\xff");
+        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001e\u{fffd}\"");
+    }
+
+    #[test]
+    fn record_is_one_line_of_json_with_every_field() {
+        let path = std::path::Path::new("/mnt/pmem/da\"ta");
+        let r = Record {
+            entry: "ibv_reg_mr",
+            addr: 0x1000,
+            len: 4096,
+            access: 7,
+            verdict: "fsdax",
+            reason: "fsdax",
+            file: Some(path),
+            mount: Some("ext4 on /dev/pmem0".into()),
+            action: "refused",
+            errno: libc::EOPNOTSUPP,
+            explain: None,
+            decide_ns: 1234,
+        };
+        let line = r.to_json();
+        assert!(line.ends_with("}\n") && line.matches('\n').count() == 1);
+        for key in [
+            "time",
+            "pid",
+            "tid",
+            "program",
+            "entry",
+            "addr",
+            "len",
+            "access",
+            "verdict",
+            "reason",
+            "file",
+            "mount",
+            "action",
+            "errno",
+            "errno_name",
+            "explain",
+            "decide_ns",
+        ] {
+            assert!(line.contains(&format!("\"{key}\":")), "{key} missing in {line}");
+        }
+        assert!(line.contains(r#""file":"/mnt/pmem/da\"ta""#));
+        assert!(line.contains(r#""errno_name":"EOPNOTSUPP""#));
+    }
+
+    #[test]
+    fn log_file_is_private_and_refuses_symlinks() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("daxguard-audit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("log");
+        let _ = std::fs::remove_file(&log);
+        let sink = Sink::open_file(&log).unwrap();
+        sink.write("{}\n");
+        sink.write("{}\n");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "{}\n{}\n");
+        assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+        let link = dir.join("link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&log, &link).unwrap();
+        assert_eq!(Sink::open_file(&link).unwrap_err(), libc::ELOOP);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,205 @@
+//! Words for people: why a registration was refused, or why one that was
+//! forwarded failed.
+//!
+//! Every line starts with `daxguard: ` and names the entry point and range, so
+//! it can be found in the log of a big job far from the failing call.
+
+use crate::classify::{FileInfo, Kind, Piece, Report, Verdict};
+use crate::policy::Rule;
+
+/// The fs-DAX (or unverifiable) file behind `verdict`, if the report has it.
+fn culprit(report: &Report, verdict: Verdict) -> Option<&FileInfo> {
+    let piece = match verdict {
+        Verdict::FsDax { piece } | Verdict::Unverified { piece } => piece,
+        Verdict::Allow => return None,
+    };
+    report.pieces.get(piece).and_then(|p| p.kind.file())
+}
+
+/// `ext4 on /dev/pmem0, dax=always` - where a file lives, in a few words.
+pub fn mount_words(info: &FileInfo) -> String {
+    let Some(m) = &info.mount else {
+        return format!("device {}, mount not visible", info.dev);
+    };
+    let dax = m.options.split(',').find(|o| o.starts_with("dax")).unwrap_or("no dax option");
+    format!("{} on {} at {}, {dax}", m.fstype, m.source, m.mount_point.display())
+}
+
+/// The refusal line, e.g. `daxguard: refused ibv_reg_mr_iova2(0x7f3a00000000, 2097152):
+/// /mnt/pmem/data is on filesystem-DAX (ext4 on /dev/pmem0 at /mnt/pmem, dax=always); ...`.
+pub fn refusal(entry: &str, addr: u64, len: u64, report: Option<&Report>, rule: Rule) -> String {
+    let head = format!("daxguard: refused {entry}({addr:#x}, {len})");
+    let file = report.and_then(|r| culprit(r, r.verdict()));
+    let cause = match (rule, file) {
+        (Rule::Unverified, Some(f)) => format!(
+            "could not verify that {} is not on filesystem-DAX ({}; {:?}); set DAXGUARD_UNKNOWN=allow to register it anyway",
+            f.path.display(),
+            mount_words(f),
+            f.evidence
+        ),
+        (Rule::Unverified, None) => "could not verify the range is not filesystem-DAX".to_string(),
+        (_, Some(f)) => format!(
+            "{} is on filesystem-DAX ({}); register device-DAX or anonymous memory, or use IBV_ACCESS_ON_DEMAND",
+            f.path.display(),
+            mount_words(f)
+        ),
+        (_, None) => "the range is on filesystem-DAX; register device-DAX or anonymous memory, \
+                      or use IBV_ACCESS_ON_DEMAND"
+            .to_string(),
+    };
+    format!("{head}: {cause}")
+}
+
+/// The line for `warn` mode: what would have been refused.
+pub fn warning(entry: &str, addr: u64, len: u64, report: Option<&Report>, rule: Rule) -> String {
+    let refusal = refusal(entry, addr, len, report, rule);
+    let rest = refusal.strip_prefix("daxguard: refused ").unwrap_or(&refusal);
+    format!("daxguard: warning: would refuse {rest} (DAXGUARD_MODE=warn: forwarded)")
+}
+
+/// Why a forwarded registration failed with `errno`, as far as it can be known.
+pub fn failure(entry: &str, addr: u64, len: u64, access: u32, errno: i32, report: Option<&Report>) -> String {
+    let head = format!("daxguard: {entry}({addr:#x}, {len}) failed with {}", errno_name(errno));
+    let pieces: &[Piece] = report.map_or(&[], |r| &r.pieces);
+    let odp = access & verbs_sys::IBV_ACCESS_ON_DEMAND != 0;
+    let writable = access
+        & (verbs_sys::IBV_ACCESS_LOCAL_WRITE
+            | verbs_sys::IBV_ACCESS_REMOTE_WRITE
+            | verbs_sys::IBV_ACCESS_REMOTE_ATOMIC)
+        != 0;
+    let fsdax = pieces.iter().find_map(|p| match &p.kind {
+        Kind::FsDax(f) => Some(f),
+        _ => None,
+    });
+    let hole = pieces.iter().find(|p| matches!(p.kind, Kind::Hole) || p.prot.is_some_and(|pr| !pr.read && !pr.write));
+    let shared_file = pieces.iter().find(|p| matches!(p.kind, Kind::File(_)) && p.prot.is_some_and(|pr| pr.shared));
+    let why = match errno {
+        libc::EOPNOTSUPP | libc::EINVAL if odp => {
+            "the device does not support on-demand paging (IBV_ACCESS_ON_DEMAND); check `ibv_devinfo -v` odp_caps"
+                .into()
+        }
+        libc::EOPNOTSUPP if fsdax.is_some() => {
+            let f = fsdax.unwrap_or_else(|| unreachable!());
+            format!(
+                "the kernel refuses long-term pins of filesystem-DAX memory: {} ({}); register device-DAX or anonymous memory, or use IBV_ACCESS_ON_DEMAND",
+                f.path.display(),
+                mount_words(f)
+            )
+        }
+        libc::EFAULT if hole.is_some() => {
+            let p = hole.unwrap_or_else(|| unreachable!());
+            let what = if matches!(p.kind, Kind::Hole) { "nothing is mapped" } else { "the pages are PROT_NONE" };
+            format!("{what} at {:#x}-{:#x}; register only mapped, accessible memory", p.start, p.end)
+        }
+        libc::EFAULT if writable && shared_file.is_some() => {
+            let f = shared_file.and_then(|p| p.kind.file()).map(|f| f.path.display().to_string()).unwrap_or_default();
+            format!(
+                "Linux 6.5+ refuses writable long-term pins of shared page-cache file mappings ({f}); \
+                 register it read-only, map it MAP_PRIVATE, or use anonymous memory"
+            )
+        }
+        libc::ENOMEM => memlock_words(len),
+        _ => return head,
+    };
+    format!("{head}: {why}")
+}
+
+fn memlock_words(len: u64) -> String {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills a local struct.
+    #[allow(unsafe_code)]
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rl) } == 0;
+    let lim = |v: libc::rlim_t| if v == libc::RLIM_INFINITY { "unlimited".to_string() } else { v.to_string() };
+    if ok {
+        format!(
+            "out of locked memory: asked for {len} bytes with RLIMIT_MEMLOCK {} (hard {}); raise it (ulimit -l) or register less",
+            lim(rl.rlim_cur),
+            lim(rl.rlim_max)
+        )
+    } else {
+        format!("out of memory registering {len} bytes; check RLIMIT_MEMLOCK (ulimit -l)")
+    }
+}
+
+/// `EOPNOTSUPP`, `EFAULT`, ... for the errnos registrations meet; the number otherwise.
+pub fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        0 => "0",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EFAULT => "EFAULT",
+        libc::EINVAL => "EINVAL",
+        libc::ENOMEM => "ENOMEM",
+        libc::EPERM => "EPERM",
+        libc::EACCES => "EACCES",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENODEV => "ENODEV",
+        libc::EAGAIN => "EAGAIN",
+        libc::EBUSY => "EBUSY",
+        libc::ENOENT => "ENOENT",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{Evidence, MountInfo, Piece, Prot, Via};
+    use crate::vma::{Dev, Lookup};
+
+    fn dax_report() -> Report {
+        let info = FileInfo {
+            path: "/mnt/pmem/data".into(),
+            dev: Dev { major: 259, minor: 0 },
+            inode: 12,
+            evidence: Evidence::Statx { via: Via::Path },
+            mount: Some(MountInfo {
+                mount_point: "/mnt/pmem".into(),
+                fstype: "ext4".into(),
+                source: "/dev/pmem0".into(),
+                options: "rw,dax=always".into(),
+            }),
+        };
+        let prot = Some(Prot { read: true, write: true, exec: false, shared: true });
+        Report {
+            start: 0x7f3a00000000,
+            end: 0x7f3a00200000,
+            lookup: Lookup::ProcmapQuery,
+            pieces: vec![Piece { start: 0x7f3a00000000, end: 0x7f3a00200000, kind: Kind::FsDax(info), prot }],
+        }
+    }
+
+    #[test]
+    fn refusal_names_range_file_mount_and_remedy() {
+        let r = dax_report();
+        let line = refusal("ibv_reg_mr_iova2", 0x7f3a00000000, 2097152, Some(&r), Rule::FsDax);
+        assert_eq!(
+            line,
+            "daxguard: refused ibv_reg_mr_iova2(0x7f3a00000000, 2097152): /mnt/pmem/data is on filesystem-DAX \
+             (ext4 on /dev/pmem0 at /mnt/pmem, dax=always); register device-DAX or anonymous memory, or use \
+             IBV_ACCESS_ON_DEMAND"
+        );
+        assert!(
+            warning("ibv_reg_mr", 1, 2, Some(&r), Rule::FsDax)
+                .starts_with("daxguard: warning: would refuse ibv_reg_mr(0x1, 2): /mnt/pmem/data")
+        );
+    }
+
+    #[test]
+    fn failures_are_explained() {
+        let r = dax_report();
+        let f = failure("ibv_reg_mr", 1, 2, 1, libc::EOPNOTSUPP, Some(&r));
+        assert!(
+            f.contains("EOPNOTSUPP: the kernel refuses long-term pins of filesystem-DAX memory: /mnt/pmem/data"),
+            "{f}"
+        );
+        let f = failure("ibv_reg_mr", 1, 2, verbs_sys::IBV_ACCESS_ON_DEMAND, libc::EINVAL, None);
+        assert!(f.contains("on-demand paging"), "{f}");
+        let f = failure("ibv_reg_mr", 1, 1 << 30, 1, libc::ENOMEM, None);
+        assert!(f.contains("asked for 1073741824 bytes with RLIMIT_MEMLOCK"), "{f}");
+        let hole = Report { pieces: vec![Piece { start: 0, end: 4096, kind: Kind::Hole, prot: None }], ..dax_report() };
+        assert!(failure("x", 0, 1, 1, libc::EFAULT, Some(&hole)).contains("nothing is mapped at 0x0-0x1000"));
+    }
+}

@@ -1,0 +1,175 @@
+//! The interposed libibverbs entry points (feature `interpose`).
+//!
+//! Plain unversioned exports: the dynamic linker binds versioned references
+//! (`ibv_reg_mr@IBVERBS_1.1`, `ibv_reg_mr_iova2@IBVERBS_1.8`, ...) to them, so
+//! no version script is needed. Each export builds a [`Call`] and hands it to
+//! [`guard`] with a closure that makes the real call. `ibv_reg_dmabuf_mr` is
+//! not interposed: a dma-buf registration pins no user pages.
+//!
+//! # Safety
+//! The exports are called by C with the arguments libibverbs documents; they
+//! pass them on unchanged (access flags may gain `IBV_ACCESS_ON_DEMAND` in
+//! `odp` mode). Real functions are transmuted from `dlvsym` results to the
+//! exact `verbs-sys` types of the symbols and versions they were looked up by.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_int, c_void};
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use verbs_sys::*;
+
+use crate::resolve::Real;
+use crate::runtime::{Call, guard, stderr_line};
+
+static REG_MR: Real = Real::new(c"ibv_reg_mr", IBV_REG_MR_VERSION);
+static REG_MR_IOVA: Real = Real::new(c"ibv_reg_mr_iova", IBV_REG_MR_IOVA_VERSION);
+static REG_MR_IOVA2: Real = Real::new(c"ibv_reg_mr_iova2", IBV_REG_MR_IOVA2_VERSION);
+static REREG_MR: Real = Real::new(c"ibv_rereg_mr", IBV_REREG_MR_VERSION);
+static REG_MR_EX: Real = Real::new(c"ibv_reg_mr_ex", IBV_REG_MR_EX_VERSION);
+
+static SAID_MISSING: AtomicBool = AtomicBool::new(false);
+
+/// The real function, or `None` after saying (once) that it is missing and
+/// setting errno to ENOSYS, as a call into a missing library would fail.
+fn real(r: &Real, ours: *const c_void) -> Option<*mut c_void> {
+    let p = r.get(ours);
+    if p.is_none() {
+        if !SAID_MISSING.swap(true, Ordering::Relaxed) {
+            stderr_line(&format!(
+                "daxguard: cannot find libibverbs' {} (is libibverbs loaded?): failing the call with ENOSYS",
+                r.name().to_string_lossy()
+            ));
+        }
+        crate::sys::set_errno(libc::ENOSYS);
+    }
+    p
+}
+
+fn call(entry: &'static str, pd: *mut ibv_pd, addr: *mut c_void, len: usize, access: u32) -> Call {
+    Call { entry, pd, addr: addr as u64, len: len as u64, access }
+}
+
+/// `ibv_reg_mr@IBVERBS_1.1`: the verbs.h macro with constant access flags.
+///
+/// # Safety
+/// As `ibv_reg_mr(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ibv_reg_mr(pd: *mut ibv_pd, addr: *mut c_void, length: usize, access: c_int) -> *mut ibv_mr {
+    let c = call("ibv_reg_mr", pd, addr, length, access as u32);
+    let fwd = |acc: u32| match real(&REG_MR, ibv_reg_mr as *const c_void) {
+        // SAFETY: looked up as ibv_reg_mr@IBVERBS_1.1, whose type this is.
+        Some(f) => unsafe { std::mem::transmute::<*mut c_void, ibv_reg_mr_fn>(f)(pd, addr, length, acc as c_int) },
+        None => null_mut(),
+    };
+    guard(c, fwd, |r| r.is_null(), null_mut())
+}
+
+/// `ibv_reg_mr_iova@IBVERBS_1.7`.
+///
+/// # Safety
+/// As `ibv_reg_mr(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ibv_reg_mr_iova(
+    pd: *mut ibv_pd,
+    addr: *mut c_void,
+    length: usize,
+    iova: u64,
+    access: c_int,
+) -> *mut ibv_mr {
+    let c = call("ibv_reg_mr_iova", pd, addr, length, access as u32);
+    let fwd = |acc: u32| match real(&REG_MR_IOVA, ibv_reg_mr_iova as *const c_void) {
+        // SAFETY: looked up as ibv_reg_mr_iova@IBVERBS_1.7.
+        Some(f) => unsafe {
+            std::mem::transmute::<*mut c_void, ibv_reg_mr_iova_fn>(f)(pd, addr, length, iova, acc as c_int)
+        },
+        None => null_mut(),
+    };
+    guard(c, fwd, |r| r.is_null(), null_mut())
+}
+
+/// `ibv_reg_mr_iova2@IBVERBS_1.8`: where most callers arrive (the verbs.h
+/// macro with variable access flags, and libibverbs' own `ibv_reg_mr`).
+///
+/// # Safety
+/// As `ibv_reg_mr(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ibv_reg_mr_iova2(
+    pd: *mut ibv_pd,
+    addr: *mut c_void,
+    length: usize,
+    iova: u64,
+    access: u32,
+) -> *mut ibv_mr {
+    let c = call("ibv_reg_mr_iova2", pd, addr, length, access);
+    let fwd = |acc: u32| match real(&REG_MR_IOVA2, ibv_reg_mr_iova2 as *const c_void) {
+        // SAFETY: looked up as ibv_reg_mr_iova2@IBVERBS_1.8.
+        Some(f) => unsafe { std::mem::transmute::<*mut c_void, ibv_reg_mr_iova2_fn>(f)(pd, addr, length, iova, acc) },
+        None => null_mut(),
+    };
+    guard(c, fwd, |r| r.is_null(), null_mut())
+}
+
+/// `ibv_rereg_mr@IBVERBS_1.1`: checked only when the translation changes
+/// (`IBV_REREG_MR_CHANGE_TRANSLATION`); refused with `IBV_REREG_MR_ERR_INPUT`.
+///
+/// # Safety
+/// As `ibv_rereg_mr(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ibv_rereg_mr(
+    mr: *mut ibv_mr,
+    flags: c_int,
+    pd: *mut ibv_pd,
+    addr: *mut c_void,
+    length: usize,
+    access: c_int,
+) -> c_int {
+    let fwd = |acc: u32| match real(&REREG_MR, ibv_rereg_mr as *const c_void) {
+        // SAFETY: looked up as ibv_rereg_mr@IBVERBS_1.1.
+        Some(f) => unsafe {
+            std::mem::transmute::<*mut c_void, ibv_rereg_mr_fn>(f)(mr, flags, pd, addr, length, acc as c_int)
+        },
+        None => IBV_REREG_MR_ERR_INPUT,
+    };
+    if flags & IBV_REREG_MR_CHANGE_TRANSLATION == 0 {
+        return fwd(access as u32);
+    }
+    // Without CHANGE_ACCESS the MR keeps access flags we cannot see: judge it as pinned.
+    let acc = if flags & IBV_REREG_MR_CHANGE_ACCESS != 0 { access as u32 } else { 0 };
+    // The pd that matters for ODP support is the new one, else the MR's own.
+    // SAFETY: `mr` is live per ibv_rereg_mr(3) when not NULL.
+    let odp_pd = if flags & IBV_REREG_MR_CHANGE_PD != 0 || mr.is_null() { pd } else { unsafe { (*mr).pd } };
+    let c = call("ibv_rereg_mr", odp_pd, addr, length, acc);
+    let keep = |a: u32| if flags & IBV_REREG_MR_CHANGE_ACCESS != 0 { fwd(a) } else { fwd(access as u32) };
+    guard(c, keep, |r| r != 0, IBV_REREG_MR_ERR_INPUT)
+}
+
+/// `ibv_reg_mr_ex` (rdma-core 57+): address-based registrations are checked;
+/// dma-buf (`IBV_REG_MR_MASK_FD`) ones pin no user pages and pass unchecked.
+///
+/// # Safety
+/// As `ibv_reg_mr_ex(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ibv_reg_mr_ex(pd: *mut ibv_pd, attr: *mut ibv_mr_init_attr) -> *mut ibv_mr {
+    let real_fn = || real(&REG_MR_EX, ibv_reg_mr_ex as *const c_void);
+    // SAFETY: looked up as ibv_reg_mr_ex at its upstream version.
+    let call_real = |a: *mut ibv_mr_init_attr| match real_fn() {
+        Some(f) => unsafe { std::mem::transmute::<*mut c_void, ibv_reg_mr_ex_fn>(f)(pd, a) },
+        None => null_mut(),
+    };
+    // SAFETY: a non-NULL attr is readable per ibv_reg_mr_ex(3).
+    let Some(orig) = (unsafe { attr.as_ref() }).copied() else { return call_real(attr) };
+    if orig.comp_mask & IBV_REG_MR_MASK_FD != 0 || orig.comp_mask & IBV_REG_MR_MASK_ADDR == 0 {
+        return call_real(attr);
+    }
+    let c = call("ibv_reg_mr_ex", pd, orig.addr, orig.length, orig.access as u32);
+    let fwd = |acc: u32| {
+        if acc == orig.access as u32 {
+            return call_real(attr);
+        }
+        let mut rewritten = orig;
+        rewritten.access = acc as c_int;
+        call_real(&mut rewritten)
+    };
+    guard(c, fwd, |r| r.is_null(), null_mut())
+}
