@@ -409,7 +409,10 @@ impl Mounts {
 
     fn mount_for(&mut self, dev: Dev, path: &[u8]) -> Option<MountInfo> {
         match self {
-            Mounts::Current => state::lock().mounts().best_for(dev, path).map(mount_info),
+            Mounts::Current => match state::lock() {
+                Some(mut st) => st.mounts().best_for(dev, path).map(mount_info),
+                None => fresh_table(None).best_for(dev, path).map(mount_info),
+            },
             Mounts::Other { pid, table } => other_table(*pid, table).best_for(dev, path).map(mount_info),
         }
     }
@@ -417,7 +420,10 @@ impl Mounts {
     fn file_verdict(&mut self, vma: &Vma<'_>) -> FileVerdict {
         match self {
             Mounts::Current => {
-                let mut st = state::lock();
+                let Some(mut st) = state::lock() else {
+                    // Busy for too long (or inherited locked across fork): answer uncached.
+                    return file_verdict(vma, Target::Current, state::shm_dev_uncached(), &fresh_table(None));
+                };
                 if let Some(v) = st.cached(vma.dev, vma.inode, vma.name) {
                     return v;
                 }
@@ -427,7 +433,7 @@ impl Mounts {
                 v
             }
             Mounts::Other { pid, table } => {
-                let shm = state::lock().shm_dev();
+                let shm = state::lock().map_or_else(state::shm_dev_uncached, |mut st| st.shm_dev());
                 file_verdict(vma, Target::Pid(*pid), shm, other_table(*pid, table))
             }
         }
@@ -437,7 +443,15 @@ impl Mounts {
 /// Another process's mount table, read once per call. Unreadable means empty:
 /// the verdict then rests on statx alone, or says it could not verify.
 fn other_table(pid: i32, table: &mut Option<MountTable>) -> &MountTable {
-    table.get_or_insert_with(|| MountTable::read(format!("/proc/{pid}/mountinfo").as_ref()).unwrap_or_default())
+    table.get_or_insert_with(|| fresh_table(Some(pid)))
+}
+
+fn fresh_table(pid: Option<i32>) -> MountTable {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/mountinfo"),
+        None => "/proc/self/mountinfo".to_string(),
+    };
+    MountTable::read(path.as_ref()).unwrap_or_default()
 }
 
 /// The `vma_is_fsdax()` question for one file-backed VMA, answered from the
@@ -487,12 +501,11 @@ pub fn file_verdict(vma: &Vma<'_>, target: Target, shm_dev: Option<Dev>, mounts:
 fn stat_mapped_file(vma: &Vma<'_>, target: Target) -> Option<(FileStat, Via)> {
     let same = |st: &FileStat| st.dev == vma.dev && st.ino == vma.inode;
     let mut buf = [0u8; 4096 + 64];
-    if vma.name.first() == Some(&b'/') {
-        if let Some(path) = path_in(&mut buf, target, vma.name) {
-            if let Ok(st) = statx(path).map_err(|_| ()).and_then(|st| if same(&st) { Ok(st) } else { Err(()) }) {
-                return Some((st, Via::Path));
-            }
-        }
+    if vma.name.first() == Some(&b'/')
+        && let Some(path) = path_in(&mut buf, target, vma.name)
+        && let Some(st) = statx(path).ok().filter(same)
+    {
+        return Some((st, Via::Path));
     }
     let path = map_files_path(&mut buf, target, vma.start, vma.end)?;
     statx(path).ok().filter(same).map(|st| (st, Via::MapFiles))

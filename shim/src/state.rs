@@ -54,10 +54,31 @@ static STATE: Mutex<State> = Mutex::new(State {
 static EMPTY: MountTable = MountTable { mounts: Vec::new() };
 
 /// Locks the state, first noticing any mount change since the last call.
-pub(crate) fn lock() -> MutexGuard<'static, State> {
-    let mut s = STATE.lock().unwrap_or_else(|e| e.into_inner());
+///
+/// `None` if the lock stays busy: after a `fork` taken while another thread
+/// held it, the child's copy is locked forever, so callers must be able to
+/// answer without it (uncached) rather than wait.
+pub(crate) fn lock() -> Option<MutexGuard<'static, State>> {
+    let mut s = try_lock_briefly(&STATE)?;
     s.notice_mount_changes();
-    s
+    Some(s)
+}
+
+/// Tries a mutex for a little while (yielding), then gives up.
+pub(crate) fn try_lock_briefly<T>(m: &'static Mutex<T>) -> Option<MutexGuard<'static, T>> {
+    for _ in 0..1000 {
+        match m.try_lock() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    None
+}
+
+/// The shmem device when the state is unavailable (see [`lock`]).
+pub(crate) fn shm_dev_uncached() -> Option<Dev> {
+    probe_shm_dev()
 }
 
 impl State {

@@ -177,7 +177,7 @@ fn walk_query(
         Ok(())
     };
     match target {
-        Target::Current => with_self_maps(|fd| step(fd)).map_err(QueryFailed::Open)?,
+        Target::Current => with_self_maps(&mut step).map_err(QueryFailed::Open)?,
         Target::Pid(pid) => {
             let fd = open_proc(target, b"maps").map_err(|errno| QueryFailed::Open(Error::proc_open(pid, errno)))?;
             let r = step(fd);
@@ -260,9 +260,16 @@ fn stream_lines(fd: RawFd, f: &mut dyn FnMut(&[u8]) -> ControlFlow<()>) -> Resul
 /// The persistent descriptor for `PROCMAP_QUERY` on our own maps.
 static SELF_MAPS: Mutex<ProcFd> = Mutex::new(ProcFd::new(b"maps"));
 
-/// Runs `f` with a descriptor of our own `/proc/self/maps` that is really ours.
+/// Runs `f` with a descriptor of our own `/proc/self/maps` that is really ours:
+/// the kept-open one, or a fresh one when that is busy for too long (many
+/// threads at once, or a lock inherited held across `fork`).
 fn with_self_maps<R>(f: impl FnOnce(RawFd) -> R) -> Result<R, Error> {
-    let mut maps = SELF_MAPS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut maps) = crate::state::try_lock_briefly(&SELF_MAPS) else {
+        let fd = open_proc(Target::Current, b"maps").map_err(|errno| Error::proc_open(0, errno))?;
+        let r = f(fd);
+        close(fd);
+        return Ok(r);
+    };
     let (fd, _) = maps.get().map_err(|errno| Error::proc_open(0, errno))?;
     Ok(f(fd))
 }
