@@ -28,6 +28,7 @@ mod error;
 pub mod explain;
 pub mod maps;
 pub mod mountinfo;
+#[cfg(feature = "interpose")]
 mod odp;
 pub mod policy;
 #[cfg(feature = "interpose")]
@@ -36,6 +37,7 @@ mod procfd;
 pub mod procmap_query;
 mod register;
 mod resolve;
+#[cfg(feature = "interpose")]
 mod runtime;
 mod state;
 pub mod statx;

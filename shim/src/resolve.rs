@@ -39,6 +39,7 @@ impl Real {
         Some(p)
     }
 
+    #[cfg_attr(not(feature = "interpose"), allow(dead_code))]
     pub fn name(&self) -> &'static CStr {
         self.name
     }

@@ -23,6 +23,7 @@ pub(crate) fn tid() -> i32 {
 
 /// `getauxval(AT_SECURE)`: set for setuid/setgid/capability-gaining execs,
 /// where the environment is the caller's to forge.
+#[cfg(feature = "interpose")]
 pub(crate) fn secure_execution() -> bool {
     // SAFETY: no preconditions.
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }

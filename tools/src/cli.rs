@@ -1,0 +1,253 @@
+//! The command line, as clap sees it. Parsing only: each command lives in its own module.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::units::{parse_len, parse_pid, parse_size};
+
+const MAIN_AFTER: &str = "\
+Exit status: 0 registrable / all good; 1 daxguard (and Linux) would refuse it;
+2 could not judge, or bad input; 3 probe: the kernel disagrees with daxguard.
+`run` returns the command's own status.
+
+Examples:
+  daxguard check /mnt/pmem/buf                 # would ibv_reg_mr accept this file's memory?
+  daxguard check --pid 4242 0x7f3a00000000 2M  # a range inside a running process
+  daxguard scan --pid 4242 --only-dax          # every fs-DAX mapping of a process
+  daxguard run -- ./my_rdma_app --port 1       # run with libdaxguard.so preloaded
+  daxguard probe --device mlx5_0 /mnt/pmem/buf # ask the kernel itself, compare
+  daxguard doctor                              # what this machine can do
+
+--json on any command prints one JSON object (schema: docs/cli.md).";
+
+#[derive(Parser, Debug)]
+#[command(name = "daxguard", version, about = "Keep RDMA registrations away from filesystem-DAX memory")]
+#[command(after_help = MAIN_AFTER, propagate_version = true)]
+pub struct Cli {
+    /// Print one JSON object instead of text (schema in docs/cli.md)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Check(CheckArgs),
+    Scan(ScanArgs),
+    Run(RunArgs),
+    Probe(ProbeArgs),
+    Doctor(DoctorArgs),
+}
+
+const CHECK_AFTER: &str = "\
+PATH is mapped read-only and shared, the way an RDMA program maps a file, and
+the mapping is classified. A device-DAX node (/dev/daxX.Y) is mapped in units
+of its alignment; its default --len is one alignment unit (usually 2 MiB).
+For a file the default --len is the rest of the file from --offset.
+
+Exit status: 0 registrable; 1 fs-DAX: daxguard and Linux refuse it (EOPNOTSUPP);
+2 could not judge (unverifiable or unmapped memory) or bad input.
+
+Examples:
+  daxguard check /mnt/pmem/buf
+  daxguard check --offset 1M --len 2M /mnt/pmem/buf
+  daxguard check /dev/dax0.0
+  daxguard check --pid 4242 0x7f3a00000000 2M
+  daxguard check --json /dev/shm/ring | jq .verdict";
+
+/// Would ibv_reg_mr accept this memory? Maps a file (or looks inside a process) and says why
+#[derive(Args, Debug)]
+#[command(after_help = CHECK_AFTER)]
+#[command(override_usage = "daxguard check [--offset N] [--len N] PATH\n       daxguard check --pid PID ADDR LEN")]
+pub struct CheckArgs {
+    /// Look at ADDR LEN inside process PID instead of mapping a file
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
+    pub pid: Option<i32>,
+
+    /// Offset into the file (4096, 4K, 2M, 0x1000); default 0
+    #[arg(long, value_name = "N", value_parser = parse_size, conflicts_with = "pid")]
+    pub offset: Option<u64>,
+
+    /// Bytes to check; default: to the end of the file (one alignment unit for device-DAX)
+    #[arg(long, value_name = "N", value_parser = parse_len, conflicts_with = "pid")]
+    pub len: Option<u64>,
+
+    /// PATH, or with --pid: ADDR (0x hex or decimal) and LEN (4096, 4K, 2M, 1G)
+    #[arg(value_name = "PATH | ADDR LEN", num_args = 1..=2, required = true)]
+    pub args: Vec<String>,
+}
+
+const SCAN_AFTER: &str = "\
+Lists every mapping (VMA) of the process with its kind (anonymous, fsdax,
+devdax, file, unverified, special) and what ibv_reg_mr would meet there, then
+a summary line. Without --pid, scans the daxguard process itself.
+
+Exit status: 0 no fs-DAX mapping; 1 at least one fs-DAX mapping; 2 some mapping
+could not be verified, or bad input.
+
+Examples:
+  daxguard scan --pid 4242
+  daxguard scan --pid \"$(pidof my_rdma_app)\" --only-dax
+  daxguard scan --pid 4242 --json | jq '.summary.fsdax_bytes'";
+
+/// List every mapping of a process with its kind and verdict
+#[derive(Args, Debug)]
+#[command(after_help = SCAN_AFTER)]
+pub struct ScanArgs {
+    /// Process to scan (default: this one); needs the rights to read /proc/PID/maps
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
+    pub pid: Option<i32>,
+
+    /// Show only DAX mappings (fs-DAX, device-DAX, and those that may be fs-DAX)
+    #[arg(long)]
+    pub only_dax: bool,
+}
+
+/// The shim's policy (`DAXGUARD_MODE`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Refuse fs-DAX registrations (NULL, errno EOPNOTSUPP)
+    Enforce,
+    /// Say what would be refused, forward anyway
+    Warn,
+    /// Forward everything; only the audit record (DAXGUARD_LOG) says what would happen
+    Audit,
+    /// Forward with no lookups at all
+    Off,
+    /// Re-register fs-DAX ranges with IBV_ACCESS_ON_DEMAND where the device can, else refuse
+    Odp,
+}
+
+/// What the shim does when it cannot tell (`DAXGUARD_UNKNOWN`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unknown {
+    Refuse,
+    Allow,
+}
+
+const RUN_AFTER: &str = "\
+libdaxguard.so is looked for in this order: --lib, $DAXGUARD_LIB, beside the
+daxguard binary, <binary dir>/../lib/, /usr/local/lib/, /usr/lib/. It is
+appended to an existing LD_PRELOAD (which is kept first). Settings not given
+here are inherited from the environment (DAXGUARD_MODE, DAXGUARD_LOG,
+DAXGUARD_UNKNOWN, DAXGUARD_QUIET, DAXGUARD_STATS). daxguard replaces itself
+with CMD (exec), so the exit status and signals are CMD's own; 127 if CMD is
+not found, 126 if it cannot be executed.
+
+Examples:
+  daxguard run -- ib_write_bw -d mlx5_0
+  daxguard run --mode warn --log /var/log/daxguard.jsonl -- ./server
+  daxguard run --mode audit --log syslog -- mpirun -np 4 ./app
+  daxguard run --dry-run --json -- ./app     # show what would be run";
+
+/// Run a command with libdaxguard.so preloaded
+#[derive(Args, Debug)]
+#[command(after_help = RUN_AFTER)]
+pub struct RunArgs {
+    /// Policy for fs-DAX registrations (DAXGUARD_MODE); default: inherited, else enforce
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+
+    /// Audit log: a file (JSON lines) or `syslog` (DAXGUARD_LOG)
+    #[arg(long, value_name = "DEST")]
+    pub log: Option<String>,
+
+    /// Unverifiable memory: refuse or allow (DAXGUARD_UNKNOWN)
+    #[arg(long, value_enum)]
+    pub unknown: Option<Unknown>,
+
+    /// No refusal messages on stderr (DAXGUARD_QUIET=1)
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Print registration statistics at exit (DAXGUARD_STATS=1)
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Use this libdaxguard.so
+    #[arg(long, value_name = "PATH")]
+    pub lib: Option<PathBuf>,
+
+    /// Print what would be run (shim, LD_PRELOAD, settings) and exit
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// The command and its arguments
+    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<OsString>,
+}
+
+const PROBE_AFTER: &str = "\
+Really registers the region on the device through libibverbs, which is loaded
+at run time: every other daxguard command works without libibverbs installed;
+probe needs libibverbs1 and a provider (set DAXGUARD_IBVERBS to load another
+libibverbs). The kernel's answer is printed next to daxguard's prediction.
+
+FLAGS: comma-separated names, or a number: local (local-write), remote-write,
+remote-read, remote-atomic, mw-bind, zero-based, relaxed-ordering, on-demand;
+shorthands: rw = local,remote-write,remote-read (the default), ro = remote-read,
+none = 0. A file is mapped shared, writable when the flags include a write flag.
+For a device-DAX node the default --len is one alignment unit (usually 2 MiB).
+
+A writable shared mapping of an ordinary file is refused by Linux 6.5+ with
+EFAULT: that is not a DAX matter and is reported as \"kernel refused for another
+reason\" (exit 0; use --access ro to test such files).
+
+Exit status: 0 the kernel agrees with daxguard (or refused for another reason);
+2 bad input, no libibverbs, no such device; 3 the kernel disagrees.
+
+Examples:
+  daxguard probe --device rxe0 /mnt/pmem/buf        # expect: refused, EOPNOTSUPP
+  daxguard probe --device rxe0 /mnt/pmem/buf --odp  # ODP is not pinned: registers
+  daxguard probe --device rxe0 /dev/dax0.0
+  daxguard probe --device mlx5_0 --anon --len 1M";
+
+/// Register a region on a real RDMA device and compare the kernel's answer with daxguard's
+#[derive(Args, Debug)]
+#[command(after_help = PROBE_AFTER)]
+pub struct ProbeArgs {
+    /// RDMA device name, as in /sys/class/infiniband (e.g. mlx5_0, rxe0)
+    #[arg(long, value_name = "DEV")]
+    pub device: String,
+
+    /// File or device-DAX node to map and register
+    #[arg(value_name = "PATH", required_unless_present = "anon", conflicts_with = "anon")]
+    pub path: Option<PathBuf>,
+
+    /// Register private anonymous memory instead of a file
+    #[arg(long)]
+    pub anon: bool,
+
+    /// Offset into the file; default 0
+    #[arg(long, value_name = "N", value_parser = parse_size, conflicts_with = "anon")]
+    pub offset: Option<u64>,
+
+    /// Bytes to register; default: the rest of the file (one page for --anon)
+    #[arg(long, value_name = "N", value_parser = parse_len)]
+    pub len: Option<u64>,
+
+    /// IBV_ACCESS_* flags (see below); default rw
+    #[arg(long, value_name = "FLAGS", value_parser = crate::probe::parse_access)]
+    pub access: Option<u32>,
+
+    /// Add IBV_ACCESS_ON_DEMAND: an on-demand-paging registration, never pinned
+    #[arg(long)]
+    pub odp: bool,
+}
+
+const DOCTOR_AFTER: &str = "\
+Each line is OK, WARN or FAIL, with a hint for what is not OK.
+Exit status: 0 nothing failed; 1 something failed.
+
+Examples:
+  daxguard doctor
+  daxguard doctor --json | jq '.facts.rdma_devices'";
+
+/// Check what this machine and kernel can do, and whether `daxguard run` will work
+#[derive(Args, Debug)]
+#[command(after_help = DOCTOR_AFTER)]
+pub struct DoctorArgs {}

@@ -1,0 +1,292 @@
+//! `daxguard probe --device DEV (PATH | --anon)`: register for real and
+//! compare the kernel's answer with daxguard's prediction.
+
+use std::fmt::Write;
+
+use anyhow::Context;
+use daxguard::explain::errno_name;
+use daxguard::{Options, Verdict, classify_with};
+use serde::Serialize;
+use verbs_sys as v;
+
+use crate::cli::ProbeArgs;
+use crate::output::{Done, EXIT_DISAGREE, EXIT_OK, SCHEMA, Style, errno_text, hex, json};
+use crate::region::{self, Source};
+use crate::report::{self, ReportJson};
+use crate::units::{human_size, parse_size};
+use crate::verbs::Verbs;
+
+const FLAGS: &[(&str, u32)] = &[
+    ("local-write", v::IBV_ACCESS_LOCAL_WRITE),
+    ("remote-write", v::IBV_ACCESS_REMOTE_WRITE),
+    ("remote-read", v::IBV_ACCESS_REMOTE_READ),
+    ("remote-atomic", v::IBV_ACCESS_REMOTE_ATOMIC),
+    ("mw-bind", v::IBV_ACCESS_MW_BIND),
+    ("zero-based", v::IBV_ACCESS_ZERO_BASED),
+    ("on-demand", v::IBV_ACCESS_ON_DEMAND),
+    ("relaxed-ordering", v::IBV_ACCESS_RELAXED_ORDERING),
+];
+
+const RW: u32 = v::IBV_ACCESS_LOCAL_WRITE | v::IBV_ACCESS_REMOTE_WRITE | v::IBV_ACCESS_REMOTE_READ;
+/// Flags that make the kernel pin for writing (so the mapping must be writable).
+const WRITE_FLAGS: u32 = v::IBV_ACCESS_LOCAL_WRITE | v::IBV_ACCESS_REMOTE_WRITE | v::IBV_ACCESS_REMOTE_ATOMIC;
+
+/// `rw`, `ro`, `none`, a number, or names joined by commas.
+pub fn parse_access(s: &str) -> Result<u32, String> {
+    if s.trim().starts_with(|c: char| c.is_ascii_digit()) {
+        return parse_size(s)
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("malformed access flags '{s}'"));
+    }
+    let mut flags = 0;
+    for word in s.split(',').map(|w| w.trim().to_ascii_lowercase()) {
+        flags |= match word.as_str() {
+            "rw" => RW,
+            "ro" => v::IBV_ACCESS_REMOTE_READ,
+            "none" => 0,
+            "local" => v::IBV_ACCESS_LOCAL_WRITE,
+            "atomic" => v::IBV_ACCESS_REMOTE_ATOMIC,
+            "odp" => v::IBV_ACCESS_ON_DEMAND,
+            w => match FLAGS.iter().find(|(name, _)| *name == w) {
+                Some((_, bit)) => *bit,
+                None => {
+                    return Err(format!(
+                        "unknown access flag '{w}' (use rw, ro, or e.g. local,remote-write,remote-read)"
+                    ));
+                }
+            },
+        };
+    }
+    Ok(flags)
+}
+
+fn flag_names(flags: u32) -> Vec<String> {
+    let mut names: Vec<String> = FLAGS.iter().filter(|(_, b)| flags & b != 0).map(|(n, _)| n.to_string()).collect();
+    let known = FLAGS.iter().fold(0, |a, (_, b)| a | b);
+    if flags & !known != 0 {
+        names.push(format!("{:#x}", flags & !known));
+    }
+    names
+}
+
+#[derive(Serialize)]
+struct ProbeJson {
+    schema: u32,
+    command: &'static str,
+    device: String,
+    libibverbs: String,
+    odp_caps: Option<OdpJson>,
+    region: RegionJson,
+    access: AccessJson,
+    verdict: &'static str,
+    prediction: Answer,
+    kernel: Answer,
+    /// agree | disagree | inconclusive (the kernel refused for a reason that is not DAX).
+    agreement: &'static str,
+    message: String,
+    /// The shim's explanation of the kernel's refusal (null when it registered).
+    explain: Option<String>,
+    exit_code: u8,
+    report: ReportJson,
+}
+
+#[derive(Serialize)]
+pub struct OdpJson {
+    pub supported: bool,
+    pub implicit: bool,
+    pub general_caps: u64,
+    pub rc_odp_caps: u32,
+    pub uc_odp_caps: u32,
+    pub ud_odp_caps: u32,
+}
+
+pub fn odp_json(c: &v::ibv_odp_caps) -> OdpJson {
+    OdpJson {
+        supported: c.general_caps & v::IBV_ODP_SUPPORT != 0,
+        implicit: c.general_caps & v::IBV_ODP_SUPPORT_IMPLICIT != 0,
+        general_caps: c.general_caps,
+        rc_odp_caps: c.per_transport_caps.rc_odp_caps,
+        uc_odp_caps: c.per_transport_caps.uc_odp_caps,
+        ud_odp_caps: c.per_transport_caps.ud_odp_caps,
+    }
+}
+
+#[derive(Serialize)]
+struct RegionJson {
+    source: Source,
+    path: Option<String>,
+    offset: u64,
+    addr: String,
+    len: u64,
+    writable: bool,
+}
+
+#[derive(Serialize)]
+struct AccessJson {
+    value: u32,
+    flags: Vec<String>,
+}
+
+/// A registration outcome: `registered`, or `refused` with an errno.
+#[derive(Serialize)]
+struct Answer {
+    result: &'static str,
+    errno: Option<i32>,
+    error: Option<String>,
+    lkey: Option<u32>,
+    rkey: Option<u32>,
+}
+
+impl Answer {
+    fn registers() -> Self {
+        Answer { result: "registered", errno: None, error: None, lkey: None, rkey: None }
+    }
+
+    fn refused(errno: i32) -> Self {
+        Answer { result: "refused", errno: Some(errno), error: Some(errno_name(errno)), lkey: None, rkey: None }
+    }
+
+    fn text(&self) -> String {
+        match (self.result, self.errno) {
+            ("refused", Some(e)) => format!("refused: {} ({})", errno_name(e), errno_text(e)),
+            _ => match (self.lkey, self.rkey) {
+                (Some(l), Some(r)) => format!("registered (lkey {l:#x}, rkey {r:#x}; deregistered)"),
+                _ => "registers".to_string(),
+            },
+        }
+    }
+}
+
+pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
+    let style = Style::detect(json_out);
+    let access = args.access.unwrap_or(RW) | if args.odp { v::IBV_ACCESS_ON_DEMAND } else { 0 };
+    let writable = access & WRITE_FLAGS != 0;
+    let region = match &args.path {
+        Some(p) => region::map_path(p, args.offset, args.len, writable)?,
+        None => region::map_anon(args.len.unwrap_or_else(region::page_size))?,
+    };
+    let verbs = Verbs::load()?;
+    let dev = verbs.open(&args.device)?;
+    let odp = dev.odp_caps();
+    let report = classify_with(region.start, region.len, Options::default()).context("cannot classify the region")?;
+    let verdict = report.verdict();
+    let odp_requested = access & v::IBV_ACCESS_ON_DEMAND != 0;
+    // What the shim would do: ODP registrations are forwarded unchecked (not pinned).
+    let prediction = match verdict {
+        _ if odp_requested => Answer::registers(),
+        Verdict::FsDax { .. } | Verdict::Unverified { .. } => Answer::refused(libc::EOPNOTSUPP),
+        Verdict::Allow => Answer::registers(),
+    };
+    let kernel = match dev.register(region.start, region.len, access)? {
+        Ok(r) => Answer { lkey: Some(r.lkey), rkey: Some(r.rkey), ..Answer::registers() },
+        Err(errno) => Answer::refused(errno),
+    };
+    let no_odp = odp.is_some_and(|c| c.general_caps & v::IBV_ODP_SUPPORT == 0);
+    let file_backed = matches!(region.source, Source::File | Source::BlockDevice);
+    let predicts_refusal = prediction.errno.is_some();
+    let (agreement, message) = match (predicts_refusal, kernel.errno) {
+        (false, None) => ("agree", "the kernel registered it, as daxguard predicted".to_string()),
+        (true, Some(libc::EOPNOTSUPP)) => {
+            ("agree", "the kernel refused it with EOPNOTSUPP, as daxguard predicted".to_string())
+        }
+        (true, None) => ("disagree", "the kernel registered memory daxguard would refuse".to_string()),
+        (_, Some(libc::EOPNOTSUPP)) if odp_requested && no_odp => {
+            ("inconclusive", "kernel refused for another reason: the device does not support ODP".to_string())
+        }
+        (_, Some(libc::EOPNOTSUPP)) => {
+            ("disagree", "the kernel refused with EOPNOTSUPP memory daxguard would let through".to_string())
+        }
+        (_, Some(libc::EFAULT)) if writable && file_backed && verdict == Verdict::Allow => (
+            "inconclusive",
+            "kernel refused for another reason: Linux 6.5+ refuses long-term pins of writable shared \
+             file mappings (EFAULT), DAX or not; try --access ro"
+                .to_string(),
+        ),
+        (_, Some(e)) => {
+            ("inconclusive", format!("kernel refused for another reason: {} ({})", errno_name(e), errno_text(e)))
+        }
+    };
+    let code = if agreement == "disagree" { EXIT_DISAGREE } else { EXIT_OK };
+    // The same words the shim prints when a forwarded registration fails.
+    let explain = kernel.errno.map(|e| {
+        let line = daxguard::explain::failure("ibv_reg_mr", region.start, region.len, access, e, Some(&report));
+        line.strip_prefix("daxguard: ").unwrap_or(&line).to_string()
+    });
+    let path = args.path.as_ref().map(|p| p.display().to_string());
+    if json_out {
+        let j = ProbeJson {
+            schema: SCHEMA,
+            command: "probe",
+            device: args.device.clone(),
+            libibverbs: verbs.path.clone(),
+            odp_caps: odp.as_ref().map(odp_json),
+            region: RegionJson {
+                source: region.source,
+                path,
+                offset: region.offset,
+                addr: hex(region.start),
+                len: region.len,
+                writable,
+            },
+            access: AccessJson { value: access, flags: flag_names(access) },
+            verdict: report::verdict_name(verdict),
+            prediction,
+            kernel,
+            agreement,
+            message,
+            explain,
+            exit_code: code,
+            report: report::report_json(&report, daxguard::Target::Current),
+        };
+        return Ok(Done::new(json(&j)?, code));
+    }
+    let mut out = String::new();
+    let odp_text = match &odp {
+        Some(c) if c.general_caps & v::IBV_ODP_SUPPORT != 0 => "ODP supported",
+        Some(_) => "no ODP",
+        None => "ODP unknown",
+    };
+    let _ = writeln!(out, "device:   {} ({odp_text}; {})", args.device, verbs.path);
+    let what = path.map_or_else(|| "anonymous memory".to_string(), |p| format!("{p}, offset {}", region.offset));
+    let prot = if writable { "read-write" } else { "read-only" };
+    let _ = writeln!(out, "region:   {what}, {} at {} ({prot})", human_size(region.len), hex(region.start));
+    let _ = writeln!(out, "access:   {} ({access:#x})", flag_names(access).join(","));
+    let why = if odp_requested { " (ODP: forwarded unchecked)" } else { "" };
+    let _ = writeln!(out, "daxguard: {}{why}  [{}]", prediction.text(), report::verdict_name(verdict));
+    let _ = writeln!(out, "kernel:   {}", kernel.text());
+    let head = match agreement {
+        "agree" => style.green("AGREE"),
+        "disagree" => style.red("DISAGREE"),
+        _ => style.yellow("INCONCLUSIVE"),
+    };
+    let _ = writeln!(out, "{head}: {message}");
+    if let Some(e) = &explain {
+        let _ = writeln!(out, "why:      {e}");
+    }
+    for p in &report.pieces {
+        report::piece_lines(p, &report::piece_json(p, daxguard::Target::Current), style, &mut out);
+    }
+    drop(dev);
+    drop(region);
+    Ok(Done::new(out, code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_flags() {
+        assert_eq!(parse_access("rw"), Ok(7));
+        assert_eq!(parse_access("ro"), Ok(v::IBV_ACCESS_REMOTE_READ));
+        assert_eq!(parse_access("none"), Ok(0));
+        assert_eq!(parse_access("local,remote-write, remote-read"), Ok(7));
+        assert_eq!(parse_access("local-write,on-demand"), Ok(1 | 64));
+        assert_eq!(parse_access("0x7"), Ok(7));
+        assert_eq!(parse_access("7"), Ok(7));
+        assert!(parse_access("bogus").is_err());
+        assert!(parse_access("0x1ffffffff").is_err());
+        assert_eq!(flag_names(7 | (1 << 31)), ["local-write", "remote-write", "remote-read", "0x80000000"]);
+    }
+}
