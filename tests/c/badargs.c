@@ -11,7 +11,7 @@
  * it with libdaxspy.so and DAXSPY_STUB=1 behind the shim; the real function
  * would dereference the pd.
  *
- * usage: badargs CASE...
+ * usage: badargs [--device NAME] CASE...
  *   nullpd    NULL pd, two anonymous pages
  *   nulladdr  addr NULL, len 4096
  *   len0      an anonymous page, len 0
@@ -39,7 +39,11 @@
 
 #define ACC_RW (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ)
 
-static struct ibv_pd fake_pd;
+static struct ibv_pd fake_pd_storage;
+/* The pd every case but nullpd uses: a zeroed fake on the host, a real one
+ * with --device NAME (guest), where the kernel's own answer comes back. */
+static struct ibv_pd *pd_ = &fake_pd_storage;
+#define fake_pd (*pd_)
 
 static void fatal(const char *what)
 {
@@ -121,15 +125,40 @@ static void run(const char *name, size_t page)
 	}
 }
 
+static struct ibv_pd *open_pd(const char *name)
+{
+	int n = 0;
+	struct ibv_device **list = ibv_get_device_list(&n);
+	struct ibv_context *ctx = NULL;
+	struct ibv_pd *pd;
+
+	for (int i = 0; list && i < n && !ctx; i++)
+		if (strcmp(ibv_get_device_name(list[i]), name) == 0)
+			ctx = ibv_open_device(list[i]);
+	if (!ctx) {
+		fprintf(stderr, "badargs: RDMA device '%s' not found (%d devices)\n", name, n);
+		exit(2);
+	}
+	pd = ibv_alloc_pd(ctx);
+	if (!pd)
+		fatal("ibv_alloc_pd");
+	return pd;
+}
+
 int main(int argc, char **argv)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	int i = 1;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: badargs nullpd|nulladdr|len0|overflow|protnone|unmapped|absurd|fork...\n");
+	if (argc > 2 && strcmp(argv[1], "--device") == 0) {
+		pd_ = open_pd(argv[2]);
+		i = 3;
+	}
+	if (i >= argc) {
+		fprintf(stderr, "usage: badargs [--device NAME] nullpd|nulladdr|len0|overflow|protnone|unmapped|absurd|fork...\n");
 		return 2;
 	}
-	for (int i = 1; i < argc; i++)
+	for (; i < argc; i++)
 		run(argv[i], page);
 	return 0;
 }
