@@ -25,7 +25,9 @@ matrix() { # label spec...
 		regmatrix --device "$RDMA_DEV" "$@" >"$W/shim" 2>"$W/shim.err" || fail "$label: regmatrix (shim): $(cat "$W/shim.err")"
 	mapfile -t K <"$W/kernel"
 	mapfile -t S <"$W/shim"
-	mapfile -t A < <(sed -n 's/.*"action":"\([a-z_]*\)".*/\1/p' "$W/audit")
+	# No process substitution: the guest has no /dev/fd.
+	sed -n 's/.*"action":"\([a-z_]*\)".*/\1/p' "$W/audit" >"$W/actions"
+	mapfile -t A <"$W/actions"
 	assert_eq "$#" "${#K[@]}" "$label: kernel answers"
 	assert_eq "$#" "${#A[@]}" "$label: audit records (one per registration)"
 	local forwarded=0
@@ -47,7 +49,10 @@ matrix() { # label spec...
 
 # daxguard check's verdict on a file: exit 0 registrable, 1 refused.
 check_verdict() { # path want-exit
-	expect_status "$2" daxguard check "$1"
+	local rc=0
+	daxguard check "$1" >"$W/check" 2>&1 || rc=$?
+	[[ $rc == "$2" ]] || fail "daxguard check $1 exited $rc, expected $2: $(cat "$W/check")"
+	ok "daxguard check $1 exited $2"
 }
 
 section "ext4 dax=always on pmem, device-DAX, tmpfs, memfd, non-DAX ext4"
