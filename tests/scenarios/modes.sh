@@ -10,14 +10,15 @@ require_file "$SHIM" "build with tests/all"
 W=$(mktemp -d /tmp/modes.XXXXXX)
 make_file /mnt/pmem/bw 4
 
-# The ib_write_bw server registers its buffer before it waits for a client,
-# so a failed registration ends it at once: no client needed.
+# An ib_write_bw pair on the fs-DAX file, both sides under the shim in one
+# mode (perftest registers its buffer only once the client connected).
 bw_server() { # mode
 	rm -f "$W/log"
-	DAXGUARD_MODE=$1 DAXGUARD_LOG=$W/log LD_PRELOAD=$SHIM \
-		timeout 60 ib_write_bw -d "$RDMA_DEV" -n 5 -s 1048576 -F --mmap=/mnt/pmem/bw >"$W/out" 2>&1
-	BW_RC=$?
-	OUT=$(cat "$W/out")
+	local -a e=(env "DAXGUARD_MODE=$1" "DAXGUARD_LOG=$W/log" "LD_PRELOAD=$SHIM")
+	local -a bw=(ib_write_bw -d "$RDMA_DEV" -n 5 -s 1048576 -F --mmap=/mnt/pmem/bw)
+	PAIR_TIMEOUT=60 run_pair 18515 "${e[@]}" "${bw[@]}" -- "${e[@]}" "${bw[@]}" 127.0.0.1
+	BW_RC=$PAIR_SERVER_RC
+	OUT="$(cat "$PAIR_SERVER_OUT" "$PAIR_CLIENT_OUT")"
 	LOG=$(cat "$W/log" 2>/dev/null)
 }
 

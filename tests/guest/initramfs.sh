@@ -1,0 +1,244 @@
+# shellcheck shell=bash
+# Builds the guest's initramfs in two layers, concatenated into one file
+# (the kernel unpacks concatenated newc archives in order, later files win):
+#   base    - busybox, the host's tools with their libraries, the kernel's
+#             modules; cached in $CACHE/initramfs, keyed on its inputs.
+#   overlay - /init, lib.sh, scenarios and project artifacts; rebuilt every
+#             run (small), so a rebuilt libdaxguard.so is always picked up.
+# Sourced by run and shell after common.sh.
+
+# Tools copied from the host with their libraries (ldd). Busybox supplies the
+# rest, from a directory that comes last in the guest's PATH, so these win.
+GUEST_TOOLS=(
+	bash kmod
+	ibv_devices ibv_devinfo ibv_rc_pingpong ibv_ud_pingpong ibv_uc_pingpong ibv_srq_pingpong
+	rping ucmatose
+	ib_write_bw ib_read_bw ib_send_bw ib_write_lat ib_read_lat ib_send_lat
+	rdma ip ndctl daxctl
+	mke2fs mkfs.ext4 e2fsck tune2fs dumpe2fs mkfs.xfs xfs_io chattr lsattr
+	mount umount findmnt prlimit stat timeout strace getfattr setfattr ldconfig
+)
+# Modules the init loads; their dependencies come along. Whole crypto/lib
+# directories are added too, because the kernel loads crc32c & co on demand.
+GUEST_MODULES=(nfit nd_pmem dax_pmem device_dax ext4 xfs brd veth rdma_rxe ib_uverbs rdma_ucm)
+GUEST_MODULE_DIRS=(crypto lib arch/x86/crypto)
+
+# Copies one library or binary to the same (canonical, merged-/usr) path.
+# With SKIP_LIST set (a file of ./paths), files already in the base are skipped.
+_copy_file() {
+	local src=$1 root=$2 dir
+	dir=$(realpath "$(dirname "$src")")
+	[[ -e $root$dir/$(basename "$src") ]] && return 0
+	if [[ -n ${SKIP_LIST:-} ]] && grep -qxF ".$dir/$(basename "$src")" "$SKIP_LIST"; then
+		return 0
+	fi
+	mkdir -p "$root$dir"
+	cp -L "$src" "$root$dir/"
+}
+
+# Copies the shared libraries an ELF file needs. Prints missing ones to
+# stderr and returns 1 so the caller decides how loud to be.
+_copy_libs() {
+	local f=$1 root=$2 line lib rc=0
+	while IFS= read -r line; do
+		case $line in
+		*'=> not found'*)
+			echo "guest: $f needs ${line%% *}, which is not found on the host" >&2
+			rc=1
+			;;
+		*'=> /'*)
+			lib=${line#*=> }
+			_copy_file "${lib%% (*}" "$root"
+			;;
+		/*) _copy_file "${line%% (*}" "$root" ;;
+		esac
+	done < <(ldd "$f" 2>/dev/null | sed 's/^[[:space:]]*//')
+	return "$rc"
+}
+
+# Inputs that decide the base layer's content.
+_base_key() {
+	local k=$1
+	{
+		cat "$(kernel_dir "$k")/package" "$(kernel_dir "$k")/release"
+		cat "$GUEST_DIR/initramfs.sh"
+		# Every installed package: a library update anywhere shows up.
+		# shellcheck disable=SC2016 # dpkg's format, not a shell expansion
+		dpkg-query -W -f '${Package} ${Version}\n'
+	} | sha256sum | cut -c1-16
+}
+
+_stage_modules() {
+	local k=$1 root=$2 rel src dst m f relpath
+	local -a files=()
+	rel=$(kernel_release "$k")
+	src=$(kernel_dir "$k")/root/lib/modules/$rel
+	dst=$root/usr/lib/modules/$rel
+	local deps
+	for m in "${GUEST_MODULES[@]}"; do
+		# -C /dev/null: the host's modprobe.d (ndctl's "install libnvdimm"
+		# rule) would hide modules behind install commands.
+		deps=$(modprobe -C /dev/null -d "$(kernel_dir "$k")/root" -S "$rel" --show-depends "$m") ||
+			die "kernel $k has no module '$m'"
+		mapfile -t -O "${#files[@]}" files < <(awk '$1 == "insmod" { print $2 }' <<<"$deps")
+	done
+	for m in "${GUEST_MODULE_DIRS[@]}"; do
+		[[ -d $src/kernel/$m ]] || continue
+		mapfile -t -O "${#files[@]}" files < <(find "$src/kernel/$m" -name '*.ko*')
+	done
+	for f in "${files[@]}"; do
+		relpath=${f#"$src"/}
+		mkdir -p "$dst/$(dirname "$relpath")"
+		# Decompressed on the host: xz under TCG in the guest is slow.
+		case $f in
+		*.ko.xz) xz -dc "$f" >"$dst/${relpath%.xz}" ;;
+		*.ko.zst) zstd -qdc "$f" >"$dst/${relpath%.zst}" ;;
+		*) cp "$f" "$dst/$relpath" ;;
+		esac
+	done
+	cp "$src"/modules.{order,builtin,builtin.modinfo} "$dst/"
+	depmod -b "$root" "$rel" || die "depmod for the guest's modules failed"
+}
+
+# Fills the empty directory $2 with the base layer for kernel $1.
+_stage_base() {
+	local k=$1 root=$2 tool path lib
+
+	mkdir -p "$root"/usr/{bin,sbin,lib,lib64} "$root"/{dev,proc,sys,tmp,run,root,etc,mnt/pmem,mnt/ext4}
+	ln -s usr/bin "$root/bin"
+	ln -s usr/sbin "$root/sbin"
+	ln -s usr/lib "$root/lib"
+	ln -s usr/lib64 "$root/lib64"
+	# The kernel opens /dev/console for init's stdio before init mounts devtmpfs.
+	mknod -m 600 "$root/dev/console" c 5 1
+	mknod -m 666 "$root/dev/null" c 1 3
+
+	mkdir -p "$root/usr/libexec/busybox"
+	cp /usr/bin/busybox "$root/usr/libexec/busybox/"
+	for tool in $(/usr/bin/busybox --list); do
+		[[ $tool == busybox ]] || ln -s busybox "$root/usr/libexec/busybox/$tool"
+	done
+
+	for tool in "${GUEST_TOOLS[@]}"; do
+		path=$(PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v "$tool") ||
+			die "host tool '$tool' missing (run tests/guest/prepare)"
+		# Copied under its own name even where the host's is a symlink (mkfs.ext4).
+		_copy_file "$path" "$root"
+		_copy_libs "$path" "$root" || die "libraries for $tool missing"
+	done
+	ln -sf bash "$root/usr/bin/sh"
+	for tool in modprobe insmod rmmod lsmod depmod modinfo; do
+		ln -sf ../bin/kmod "$root/usr/sbin/$tool"
+	done
+
+	# What ldd cannot see: the verbs provider is dlopen()ed through a driver
+	# file, and glibc dlopen()s libgcc_s for pthread_cancel (rping aborts).
+	mkdir -p "$root/etc/libibverbs.d"
+	cp /etc/libibverbs.d/rxe.driver "$root/etc/libibverbs.d/" ||
+		die "/etc/libibverbs.d/rxe.driver missing (ibverbs-providers)"
+	for lib in /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav*.so \
+		/usr/lib/x86_64-linux-gnu/libgcc_s.so.1; do
+		[[ -e $lib ]] || die "$lib missing on the host"
+		_copy_file "$lib" "$root"
+		_copy_libs "$lib" "$root" || die "libraries for $lib missing"
+	done
+
+	cp /etc/mke2fs.conf "$root/etc/"
+	printf 'root:x:0:0:root:/root:/bin/bash\n' >"$root/etc/passwd"
+	printf 'root:x:0:\n' >"$root/etc/group"
+	printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
+	# The init reruns ldconfig so project libraries (/opt/daxguard) resolve too.
+	printf '%s\n' /usr/lib/x86_64-linux-gnu /usr/lib /opt/daxguard/lib /opt/daxguard/bin >"$root/etc/ld.so.conf"
+	ldconfig -r "$root" || die "ldconfig for the guest failed"
+
+	_stage_modules "$k" "$root"
+}
+
+# Prints the path of the base layer for kernel K, building it if needed.
+base_initramfs() {
+	local k=$1 key out
+	mkdir -p "$CACHE/initramfs"
+	key=$(_base_key "$k")
+	out=$CACHE/initramfs/base-$k-$key.cpio
+	(
+		flock 9
+		[[ -s $out && -s ${out%.cpio}.list ]] && exit 0
+		note "building the base initramfs for $k (once per kernel and host packages)"
+		stage=$(mktemp -d "$CACHE/initramfs/stage.XXXXXX")
+		trap 'rm -rf "$stage"' EXIT
+		_stage_base "$k" "$stage"
+		(cd "$stage" && find . -print0 | LC_ALL=C sort -z |
+			cpio --null -o -H newc --owner=0:0 --quiet) >"$out.tmp" ||
+			die "cpio of the base initramfs failed"
+		# The overlay skips libraries listed here.
+		(cd "$stage" && find . ! -type d) >"${out%.cpio}.list"
+		mv "$out.tmp" "$out"
+		# Older keys for this kernel are stale now.
+		find "$CACHE/initramfs" -maxdepth 1 -name "base-$k-*" ! -name "base-$k-$key.*" -delete
+	) 9>"$CACHE/initramfs/lock" >&2 || die "building the base initramfs for $k failed"
+	echo "$out"
+}
+
+# Builds the overlay layer into $2 for mode $1 (run|shell). For run, $3 is the
+# scenario and the rest its arguments. BASE_LIST names the base's file list.
+overlay_initramfs() {
+	local mode=$1 out=$2 root f
+	shift 2
+	root=$(mktemp -d "${out%/*}/overlay.XXXXXX")
+	mkdir -p "$root"/opt/daxguard/{bin,lib,guest,run}
+	install -m 755 "$GUEST_DIR/init" "$root/init"
+	install -m 644 "$GUEST_DIR/lib.sh" "$root/opt/daxguard/guest/lib.sh"
+	if [[ -d $REPO_ROOT/tests/scenarios ]]; then
+		cp -r "$REPO_ROOT/tests/scenarios" "$root/opt/daxguard/scenarios"
+	fi
+
+	# Project artifacts, when built; scenarios check for what they need.
+	local -a artifacts=()
+	if [[ -f $REPO_ROOT/target/release/libdaxguard.so ]]; then
+		install -m 755 "$REPO_ROOT/target/release/libdaxguard.so" "$root/opt/daxguard/lib/"
+		artifacts+=("$root/opt/daxguard/lib/libdaxguard.so")
+	fi
+	if [[ -f $REPO_ROOT/target/release/daxguard ]]; then
+		install -m 755 "$REPO_ROOT/target/release/daxguard" "$root/opt/daxguard/bin/"
+		artifacts+=("$root/opt/daxguard/bin/daxguard")
+	fi
+	for f in "$REPO_ROOT"/target/c/* "$REPO_ROOT"/target/guest-extra/*; do
+		[[ -f $f ]] || continue
+		case $f in
+		*/target/c/*) [[ -x $f || $f == *.so ]] || continue ;;
+		esac
+		install -m 755 "$f" "$root/opt/daxguard/bin/"
+		artifacts+=("$root/opt/daxguard/bin/${f##*/}")
+	done
+	for f in "${artifacts[@]}"; do
+		# Non-ELF files (scripts) have no libraries; a missing one is only
+		# a warning here, the scenario using the file will fail visibly.
+		SKIP_LIST=${BASE_LIST:-} _copy_libs "$f" "$root" || true
+	done
+
+	echo "$mode" >"$root/opt/daxguard/run/mode"
+	if [[ $mode == run ]]; then
+		local scenario=$1 abs
+		shift
+		abs=$(realpath "$scenario")
+		# Scenarios from tests/scenarios run from their copy there, so
+		# `source "$(dirname "$0")/../guest/lib.sh"` works in and out of the guest.
+		if [[ $abs == "$REPO_ROOT/tests/scenarios/"* ]]; then
+			echo "/opt/daxguard/scenarios/${abs#"$REPO_ROOT/tests/scenarios/"}" >"$root/opt/daxguard/run/scenario"
+		else
+			install -m 755 "$abs" "$root/opt/daxguard/run/${abs##*/}"
+			echo "/opt/daxguard/run/${abs##*/}" >"$root/opt/daxguard/run/scenario"
+		fi
+		# One argument per NUL-terminated record, read back with mapfile -d ''.
+		if (($#)); then printf '%s\0' "$@"; fi >"$root/opt/daxguard/run/args"
+	fi
+	# Extra settings for the init, written by the caller (timeout, tty size).
+	if [[ -n ${OVERLAY_ENV:-} ]]; then
+		printf '%s\n' "$OVERLAY_ENV" >"$root/opt/daxguard/run/env"
+	fi
+
+	(cd "$root" && find . -print0 | LC_ALL=C sort -z |
+		cpio --null -o -H newc --owner=0:0 --quiet) >"$out" ||
+		die "cpio of the overlay failed"
+	rm -rf "$root"
+}

@@ -1,0 +1,57 @@
+# shellcheck shell=bash
+# The qemu machine shared by run and shell. Sourced after common.sh.
+# shellcheck disable=SC2034 # the variables are used by the sourcing scripts
+
+# quiet loglevel=3: only kernel errors reach the console between scenario lines.
+KERNEL_CMDLINE="console=ttyS0 panic=-1 quiet loglevel=3"
+
+# Per-run directory: fresh sparse pmem backing files make runs independent
+# and lets several runs (other engineers, CI) go at once.
+make_rundir() {
+	mkdir -p "$CACHE/runs"
+	# Logs of failed runs are kept for a day.
+	find "$CACHE/runs" -mindepth 1 -maxdepth 1 -mtime +0 -exec rm -rf {} +
+	RUNDIR=$(mktemp -d "$CACHE/runs/run.XXXXXX")
+	KEEP_RUNDIR=0
+	trap cleanup_rundir EXIT
+	truncate -s 512M "$RUNDIR/pmem0.img"
+	truncate -s 256M "$RUNDIR/pmem1.img"
+	QEMU=(
+		qemu-system-x86_64 -accel "tcg,thread=multi" -cpu max -smp 2
+		-machine "pc,nvdimm=on" -m "2G,slots=4,maxmem=8G"
+		-object "memory-backend-file,id=mem0,share=on,mem-path=$RUNDIR/pmem0.img,size=512M"
+		-device "nvdimm,id=nvdimm0,memdev=mem0"
+		-object "memory-backend-file,id=mem1,share=on,mem-path=$RUNDIR/pmem1.img,size=256M"
+		-device "nvdimm,id=nvdimm1,memdev=mem1"
+		-nic none -display none -vga none -monitor none -no-reboot
+	)
+}
+
+keep_rundir() {
+	KEEP_RUNDIR=1
+}
+
+cleanup_rundir() {
+	if [[ ${DAXGUARD_KEEP_RUN:-0} == 1 ]]; then
+		note "run directory kept: $RUNDIR"
+	elif ((KEEP_RUNDIR)); then
+		# The logs help; the images and the initrd are big and rebuilt anyway.
+		rm -f "$RUNDIR"/*.img "$RUNDIR"/*.cpio
+		note "console log: $RUNDIR/console.log"
+	else
+		rm -rf "$RUNDIR"
+	fi
+}
+
+# Passes the serial console through readably: CR dropped, the exit marker
+# diverted to $2, the poweroff line dropped; everything is also logged to $1.
+console_filter() {
+	local log=$1 marker=$2
+	: >"$marker"
+	awk -v logf="$log" -v marker="$marker" '
+		{ sub(/\r+$/, ""); print > logf; fflush(logf) }
+		/DAXGUARD-GUEST-EXIT=/ { print > marker; fflush(marker); next }
+		/^\[ *[0-9.]+\] reboot: Power down$/ { next }
+		{ print; fflush() }
+	'
+}
