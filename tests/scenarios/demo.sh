@@ -18,20 +18,23 @@ TXT
 make_file /mnt/pmem/buf 4
 
 section "1. ib_write_bw --mmap=/mnt/pmem/buf, without daxguard"
-echo "\$ ib_write_bw -d $RDMA_DEV --mmap=/mnt/pmem/buf ..."
-strace -f -qq -Z -e trace=ioctl,write -o /tmp/demo.strace timeout 60 "${bw[@]}" --mmap=/mnt/pmem/buf >/tmp/demo.1 2>&1
-grep -E "allocate MR|Couldn|Failed|ERROR" /tmp/demo.1 | head -n 3 | show
-echo "  what the kernel said (strace):"
-grep -m1 EOPNOTSUPP /tmp/demo.strace | sed 's/^[0-9]* *//' | cut -c1-60 | sed 's/$/ ... = -1 EOPNOTSUPP (Operation not supported)/' | show
+echo "\$ ib_write_bw -d $RDMA_DEV --mmap=/mnt/pmem/buf 127.0.0.1   (server started the same way)"
+# perftest registers its buffer once the client connected: run a pair.
+PAIR_TIMEOUT=60 run_pair 18515 "${bw[@]}" --mmap=/mnt/pmem/buf -- \
+	strace -f -qq -Z -e trace=ioctl -o /tmp/demo.strace "${bw[@]}" --mmap=/mnt/pmem/buf 127.0.0.1
+grep -E "allocate MR|Couldn|Failed|ERROR" "$PAIR_CLIENT_OUT" | head -n 3 | show
+echo "  what the kernel said (strace of the client):"
+grep -m1 EOPNOTSUPP /tmp/demo.strace | sed 's/^[0-9]* *//' | show
 echo "  -> the program only learns 'Operation not supported', with no file or reason."
 assert_contains "$(cat /tmp/demo.strace)" "EOPNOTSUPP" "the kernel refused the fs-DAX registration"
 
 section "2. the same, under daxguard run"
-echo "\$ daxguard run -- ib_write_bw -d $RDMA_DEV --mmap=/mnt/pmem/buf ..."
-timeout 60 daxguard run --lib "$SHIM" -- "${bw[@]}" --mmap=/mnt/pmem/buf >/tmp/demo.2 2>&1
-grep -E "daxguard|allocate MR" /tmp/demo.2 | fold -s -w 100 | show
-assert_contains "$(cat /tmp/demo.2)" "daxguard: refused ibv_reg_mr" "daxguard refused it up front"
-assert_contains "$(cat /tmp/demo.2)" "/mnt/pmem/buf is on filesystem-DAX (ext4 on /dev/pmem0 at /mnt/pmem, dax=always)" "and named the file and mount"
+echo "\$ daxguard run -- ib_write_bw -d $RDMA_DEV --mmap=/mnt/pmem/buf 127.0.0.1"
+PAIR_TIMEOUT=60 run_pair 18515 env LD_PRELOAD="$SHIM" "${bw[@]}" --mmap=/mnt/pmem/buf -- \
+	daxguard run --lib "$SHIM" -- "${bw[@]}" --mmap=/mnt/pmem/buf 127.0.0.1
+grep -E "daxguard|allocate MR" "$PAIR_CLIENT_OUT" | fold -s -w 100 | show
+assert_contains "$(cat "$PAIR_CLIENT_OUT")" "daxguard: refused ibv_reg_mr" "daxguard refused it up front"
+assert_contains "$(cat "$PAIR_CLIENT_OUT")" "/mnt/pmem/buf is on filesystem-DAX (ext4 on /dev/pmem0 at /mnt/pmem, dax=always)" "and named the file and mount"
 
 section "3. ib_write_bw on anonymous memory, under daxguard: traffic flows"
 run_pair 18515 env LD_PRELOAD="$SHIM" "${bw[@]}" -- env LD_PRELOAD="$SHIM" "${bw[@]}" 127.0.0.1
