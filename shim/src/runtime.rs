@@ -123,7 +123,9 @@ struct Inside;
 impl Inside {
     /// `None` if this thread is already inside a guarded call.
     fn enter() -> Option<Inside> {
-        INSIDE.with(|c| (!c.replace(true)).then_some(Inside))
+        // `then`, not `then_some`: an eagerly built `Inside` that is not
+        // returned is dropped, and its Drop would clear the outer call's flag.
+        INSIDE.with(|c| (!c.replace(true)).then(|| Inside))
     }
 }
 
@@ -195,6 +197,8 @@ pub(crate) fn guard<R: Copy>(call: Call, forward: impl Fn(u32) -> R, failed: imp
         let retry = catch_unwind(AssertUnwindSafe(|| after_failure(rt, &call, &mut pre, errno)));
         if let Ok(true) = retry {
             let r = forward(call.access | IBV_ACCESS_ON_DEMAND);
+            // One registration, one category: it ends up rewritten, not forwarded.
+            FORWARDED.fetch_sub(1, Ordering::Relaxed);
             REWRITTEN.fetch_add(1, Ordering::Relaxed);
             out = (r, if failed(r) { sys::errno() } else { 0 }, "rewritten_odp");
         }
@@ -331,5 +335,22 @@ pub(crate) fn rule_name(rule: Rule) -> &'static str {
         Rule::OdpRewrite => "odp_rewrite",
         Rule::FsDax => "fsdax",
         Rule::Unverified => "unverified",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A nested entry (libibverbs' `ibv_reg_mr` calling `ibv_reg_mr_iova2`)
+    /// must leave the outer call marked inside: the EFAULT retry makes a
+    /// second nested call that must not be guarded (and recorded) again.
+    #[test]
+    fn nested_enter_keeps_the_outer_flag() {
+        let outer = Inside::enter().expect("first entry");
+        assert!(Inside::enter().is_none());
+        assert!(Inside::enter().is_none(), "still inside after a nested entry");
+        drop(outer);
+        assert!(Inside::enter().is_some());
     }
 }
