@@ -16,7 +16,7 @@ GUEST_TOOLS=(
 	ib_write_bw ib_read_bw ib_send_bw ib_write_lat ib_read_lat ib_send_lat
 	rdma ip ndctl daxctl
 	mke2fs mkfs.ext4 e2fsck tune2fs dumpe2fs mkfs.xfs xfs_io chattr lsattr
-	mount umount findmnt prlimit stat timeout strace getfattr setfattr ldconfig
+	mount umount findmnt prlimit stat timeout strace getfattr setfattr ldconfig setpriv unshare
 )
 # Modules the init loads; their dependencies come along. Whole crypto/lib
 # directories are added too, because the kernel loads crc32c & co on demand.
