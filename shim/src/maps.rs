@@ -60,6 +60,15 @@ pub fn parse_line(line: &[u8]) -> Option<MapsLine<'_>> {
     })
 }
 
+/// Just the `start-end` field: enough to skip the lines below a range without
+/// parsing the rest (the text path reads every VMA below the range).
+pub fn range_of(line: &[u8]) -> Option<(u64, u64)> {
+    let sp = line.iter().position(|&b| b == b' ')?;
+    let range = &line[..sp];
+    let dash = range.iter().position(|&b| b == b'-')?;
+    Some((hex(&range[..dash])?, hex(&range[dash + 1..])?))
+}
+
 impl<'a> MapsLine<'a> {
     /// The VMA with its name unescaped into `buf` (truncated if it does not fit).
     pub fn to_vma<'b>(&self, buf: &'b mut [u8]) -> Vma<'b> {
@@ -165,6 +174,13 @@ mod tests {
         assert_eq!(l.dev, Dev { major: 0, minor: 5 });
         let l = parse_line(b"1000-2000 r--p 00000000 103:1ff 5 /x").unwrap();
         assert_eq!(l.dev.minor, 0x1ff);
+    }
+
+    #[test]
+    fn range_alone() {
+        assert_eq!(range_of(b"1000-2000 rw-p 0 00:00 0"), Some((0x1000, 0x2000)));
+        assert_eq!(range_of(b"1000-2000"), None);
+        assert_eq!(range_of(b"zz-2000 x"), None);
     }
 
     #[test]

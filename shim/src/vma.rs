@@ -200,6 +200,9 @@ fn walk_maps(
     };
     let fd = open_proc(target, b"maps").map_err(|errno| Error::proc_open(pid, errno))?;
     let r = stream_lines(fd, &mut |line| {
+        if maps::range_of(line).is_some_and(|(_, e)| e <= start) {
+            return ControlFlow::Continue(());
+        }
         let Some(l) = maps::parse_line(line) else { return ControlFlow::Continue(()) };
         if l.end <= start {
             return ControlFlow::Continue(());

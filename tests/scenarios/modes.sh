@@ -75,6 +75,7 @@ assert_contains "$out" "nothing is mapped at" "unmapped range explained"
 # ENOMEM: an unprivileged user with a small RLIMIT_MEMLOCK (root has CAP_IPC_LOCK).
 chmod 666 /dev/infiniband/uverbs* 2>/dev/null
 # The initramfs keeps the builder's 0700 directories: let others read programs.
+chmod a+rx / /tmp
 chmod -R a+rX /bin /sbin /lib /lib64 /usr /etc /opt 2>/dev/null
 out=$(setpriv --reuid=65534 --regid=65534 --clear-groups -- sh -c \
 	"ulimit -l 64; LD_PRELOAD=$SHIM $BIN/regmatrix --device $RDMA_DEV a=anon:8M" 2>&1)
