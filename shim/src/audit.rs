@@ -106,32 +106,38 @@ pub fn json_str(s: &mut String, bytes: &[u8]) {
     s.push('"');
 }
 
-/// Where records go, opened once.
+/// Where records go.
 #[derive(Debug)]
 pub enum Sink {
-    File(RawFd),
+    File(LogFile),
     Syslog,
+}
+
+/// The log file: its path and the descriptor we opened, with its identity.
+///
+/// A program may close every descriptor it did not open (`closefrom`) and
+/// reuse the number for a file of its own; before each write the descriptor
+/// is checked (`fstat`) to still be our log, and the path is reopened if not,
+/// so records never land in the program's files.
+#[derive(Debug)]
+pub struct LogFile {
+    path: CString,
+    state: std::sync::Mutex<(RawFd, (u64, u64))>,
 }
 
 impl Sink {
     /// Opens the log file for appending: `O_NOFOLLOW` so a planted symlink
     /// cannot redirect it, created 0600 because records name files.
     pub fn open_file(path: &std::path::Path) -> Result<Sink, i32> {
-        let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
-        let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW;
-        // SAFETY: NUL-terminated path; mode passed as the variadic argument.
-        let fd = unsafe { libc::open(c.as_ptr(), flags, 0o600 as libc::c_uint) };
-        if fd < 0 { Err(crate::sys::errno()) } else { Ok(Sink::File(fd)) }
+        let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
+        let (fd, id) = open_log(&path)?;
+        Ok(Sink::File(LogFile { path, state: std::sync::Mutex::new((fd, id)) }))
     }
 
     /// One record, one `write(2)` (or one syslog message).
     pub fn write(&self, line: &str) {
         match self {
-            Sink::File(fd) => {
-                // SAFETY: writing our own buffer to our own descriptor. A short
-                // write to a regular O_APPEND file only happens on a full disk.
-                unsafe { libc::write(*fd, line.as_ptr().cast(), line.len()) };
-            }
+            Sink::File(log) => log.write(line),
             Sink::Syslog => {
                 if let Ok(c) = CString::new(line.trim_end()) {
                     // SAFETY: constant "%s" format with a NUL-terminated argument.
@@ -140,6 +146,40 @@ impl Sink {
             }
         }
     }
+}
+
+impl LogFile {
+    fn write(&self, line: &str) {
+        // Never wait long: a lock inherited held across fork must not hang the child.
+        let Some(mut st) = crate::state::try_lock_briefly(&self.state) else { return };
+        if fstat_id(st.0) != Some(st.1) {
+            // Not ours any more: leave that descriptor to its new owner.
+            match open_log(&self.path) {
+                Ok(fresh) => *st = fresh,
+                Err(_) => return,
+            }
+        }
+        // SAFETY: writing our own buffer to our own descriptor. A short write
+        // to a regular O_APPEND file only happens on a full disk.
+        unsafe { libc::write(st.0, line.as_ptr().cast(), line.len()) };
+    }
+}
+
+fn open_log(path: &CString) -> Result<(RawFd, (u64, u64)), i32> {
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    // SAFETY: NUL-terminated path; mode passed as the variadic argument.
+    let fd = unsafe { libc::open(path.as_ptr(), flags, 0o600 as libc::c_uint) };
+    if fd < 0 {
+        return Err(crate::sys::errno());
+    }
+    Ok((fd, fstat_id(fd).unwrap_or((0, 0))))
+}
+
+fn fstat_id(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: plain data filled by fstat into a local.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid out-pointer.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
 }
 
 #[cfg(test)]
@@ -213,6 +253,17 @@ mod tests {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&log, &link).unwrap();
         assert_eq!(Sink::open_file(&link).unwrap_err(), libc::ELOOP);
+        // Our descriptor closed and its number reused by someone else's file:
+        // the record goes to the log, not to their file.
+        let Sink::File(f) = &sink else { unreachable!() };
+        let ours = f.state.lock().unwrap().0;
+        // SAFETY: closing our own descriptor, as closefrom would.
+        unsafe { libc::close(ours) };
+        let theirs = std::fs::File::create(dir.join("theirs")).unwrap();
+        assert_eq!(std::os::fd::AsRawFd::as_raw_fd(&theirs), ours, "the number was reused");
+        sink.write("{}\n");
+        assert_eq!(std::fs::read_to_string(dir.join("theirs")).unwrap(), "");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "{}\n{}\n{}\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,6 +7,21 @@
 use crate::classify::{FileInfo, Kind, Piece, Report, Verdict};
 use crate::policy::Rule;
 
+/// A path as it goes into a one-line message: control characters (a newline
+/// in a file name could split the line or forge another) are written as
+/// octal escapes, the way `/proc/PID/maps` writes `\n` as `\012`.
+pub fn shown(path: &std::path::Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\{:03o}", c as u32 & 0xff));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The fs-DAX (or unverifiable) file behind `verdict`, if the report has it.
 fn culprit(report: &Report, verdict: Verdict) -> Option<&FileInfo> {
     let piece = match verdict {
@@ -22,7 +37,7 @@ pub fn mount_words(info: &FileInfo) -> String {
         return format!("device {}, mount not visible", info.dev);
     };
     let dax = m.options.split(',').find(|o| o.starts_with("dax")).unwrap_or("no dax option");
-    format!("{} on {} at {}, {dax}", m.fstype, m.source, m.mount_point.display())
+    format!("{} on {} at {}, {dax}", m.fstype, shown(m.source.as_ref()), shown(&m.mount_point))
 }
 
 /// The refusal line, e.g. `daxguard: refused ibv_reg_mr_iova2(0x7f3a00000000, 2097152):
@@ -33,14 +48,14 @@ pub fn refusal(entry: &str, addr: u64, len: u64, report: Option<&Report>, rule: 
     let cause = match (rule, file) {
         (Rule::Unverified, Some(f)) => format!(
             "could not verify that {} is not on filesystem-DAX ({}; {:?}); set DAXGUARD_UNKNOWN=allow to register it anyway",
-            f.path.display(),
+            shown(&f.path),
             mount_words(f),
             f.evidence
         ),
         (Rule::Unverified, None) => "could not verify the range is not filesystem-DAX".to_string(),
         (_, Some(f)) => format!(
             "{} is on filesystem-DAX ({}); register device-DAX or anonymous memory, or use IBV_ACCESS_ON_DEMAND",
-            f.path.display(),
+            shown(&f.path),
             mount_words(f)
         ),
         (_, None) => "the range is on filesystem-DAX; register device-DAX or anonymous memory, \
@@ -82,7 +97,7 @@ pub fn failure(entry: &str, addr: u64, len: u64, access: u32, errno: i32, report
             let f = fsdax.unwrap_or_else(|| unreachable!());
             format!(
                 "the kernel refuses long-term pins of filesystem-DAX memory: {} ({}); register device-DAX or anonymous memory, or use IBV_ACCESS_ON_DEMAND",
-                f.path.display(),
+                shown(&f.path),
                 mount_words(f)
             )
         }
@@ -92,7 +107,7 @@ pub fn failure(entry: &str, addr: u64, len: u64, access: u32, errno: i32, report
             format!("{what} at {:#x}-{:#x}; register only mapped, accessible memory", p.start, p.end)
         }
         libc::EFAULT if writable && shared_file.is_some() => {
-            let f = shared_file.and_then(|p| p.kind.file()).map(|f| f.path.display().to_string()).unwrap_or_default();
+            let f = shared_file.and_then(|p| p.kind.file()).map(|f| shown(&f.path)).unwrap_or_default();
             format!(
                 "Linux 6.5+ refuses writable long-term pins of shared page-cache file mappings ({f}); \
                  register it read-only, map it MAP_PRIVATE, or use anonymous memory"
@@ -185,6 +200,17 @@ mod tests {
             warning("ibv_reg_mr", 1, 2, Some(&r), Rule::FsDax)
                 .starts_with("daxguard: warning: would refuse ibv_reg_mr(0x1, 2): /mnt/pmem/data")
         );
+    }
+
+    #[test]
+    fn names_cannot_break_the_line() {
+        let mut r = dax_report();
+        if let Kind::FsDax(f) = &mut r.pieces[0].kind {
+            f.path = "/mnt/pmem/a\ndaxguard: forged\tx".into();
+        }
+        let line = refusal("ibv_reg_mr", 1, 2, Some(&r), Rule::FsDax);
+        assert!(!line.contains('\n') && !line.contains('\t'), "{line}");
+        assert!(line.contains("/mnt/pmem/a\\012daxguard: forged\\011x is on filesystem-DAX"), "{line}");
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub(crate) fn lock() -> Option<MutexGuard<'static, State>> {
 }
 
 /// Tries a mutex for a little while (yielding), then gives up.
-pub(crate) fn try_lock_briefly<T>(m: &'static Mutex<T>) -> Option<MutexGuard<'static, T>> {
+pub(crate) fn try_lock_briefly<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     for _ in 0..1000 {
         match m.try_lock() {
             Ok(g) => return Some(g),
