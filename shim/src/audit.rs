@@ -13,6 +13,7 @@ use std::ffi::CString;
 use std::fmt::Write as _;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 /// One registration, as the audit record tells it.
 #[derive(Debug, Clone, Default)]
@@ -119,10 +120,15 @@ pub enum Sink {
 /// reuse the number for a file of its own; before each write the descriptor
 /// is checked (`fstat`) to still be our log, and the path is reopened if not,
 /// so records never land in the program's files.
+/// Writers take no lock: `write(2)` on `O_APPEND` is atomic; only a reopen
+/// is serialized.
 #[derive(Debug)]
 pub struct LogFile {
     path: CString,
-    state: std::sync::Mutex<(RawFd, (u64, u64))>,
+    fd: AtomicI32,
+    dev: AtomicU64,
+    ino: AtomicU64,
+    reopen: std::sync::Mutex<()>,
 }
 
 impl Sink {
@@ -130,8 +136,9 @@ impl Sink {
     /// cannot redirect it, created 0600 because records name files.
     pub fn open_file(path: &std::path::Path) -> Result<Sink, i32> {
         let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
-        let (fd, id) = open_log(&path)?;
-        Ok(Sink::File(LogFile { path, state: std::sync::Mutex::new((fd, id)) }))
+        let (fd, (dev, ino)) = open_log(&path)?;
+        let (fd, dev, ino) = (AtomicI32::new(fd), AtomicU64::new(dev), AtomicU64::new(ino));
+        Ok(Sink::File(LogFile { path, fd, dev, ino, reopen: std::sync::Mutex::new(()) }))
     }
 
     /// One record, one `write(2)` (or one syslog message).
@@ -150,18 +157,32 @@ impl Sink {
 
 impl LogFile {
     fn write(&self, line: &str) {
-        // Never wait long: a lock inherited held across fork must not hang the child.
-        let Some(mut st) = crate::state::try_lock_briefly(&self.state) else { return };
-        if fstat_id(st.0) != Some(st.1) {
-            // Not ours any more: leave that descriptor to its new owner.
-            match open_log(&self.path) {
-                Ok(fresh) => *st = fresh,
-                Err(_) => return,
-            }
-        }
+        let Some(fd) = self.ours().or_else(|| self.reopened()) else { return };
         // SAFETY: writing our own buffer to our own descriptor. A short write
         // to a regular O_APPEND file only happens on a full disk.
-        unsafe { libc::write(st.0, line.as_ptr().cast(), line.len()) };
+        unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+    }
+
+    /// Our descriptor, if it still is the log we opened.
+    fn ours(&self) -> Option<RawFd> {
+        let fd = self.fd.load(Ordering::Acquire);
+        let id = (self.dev.load(Ordering::Acquire), self.ino.load(Ordering::Acquire));
+        (fstat_id(fd) == Some(id)).then_some(fd)
+    }
+
+    /// Reopens the path after the program took our descriptor's number; the
+    /// old number is left to its new owner.
+    fn reopened(&self) -> Option<RawFd> {
+        // Never wait long: a lock inherited held across fork must not hang the child.
+        let _g = crate::state::try_lock_briefly(&self.reopen)?;
+        if let Some(fd) = self.ours() {
+            return Some(fd); // another thread reopened it meanwhile
+        }
+        let (fd, (dev, ino)) = open_log(&self.path).ok()?;
+        self.dev.store(dev, Ordering::Release);
+        self.ino.store(ino, Ordering::Release);
+        self.fd.store(fd, Ordering::Release);
+        Some(fd)
     }
 }
 
@@ -256,7 +277,7 @@ mod tests {
         // Our descriptor closed and its number reused by someone else's file:
         // the record goes to the log, not to their file.
         let Sink::File(f) = &sink else { unreachable!() };
-        let ours = f.state.lock().unwrap().0;
+        let ours = f.fd.load(Ordering::Relaxed);
         // SAFETY: closing our own descriptor, as closefrom would.
         unsafe { libc::close(ours) };
         let theirs = std::fs::File::create(dir.join("theirs")).unwrap();

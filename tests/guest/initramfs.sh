@@ -167,6 +167,7 @@ base_initramfs() {
 		stage=$(mktemp -d "$CACHE/initramfs/stage.XXXXXX")
 		trap 'rm -rf "$stage"' EXIT
 		_stage_base "$k" "$stage"
+		chmod 755 "$stage" # mktemp's 0700 would become the guest's /
 		(cd "$stage" && find . -print0 | LC_ALL=C sort -z |
 			cpio --null -o -H newc --owner=0:0 --quiet) >"$out.tmp" ||
 			die "cpio of the base initramfs failed"
@@ -237,6 +238,7 @@ overlay_initramfs() {
 		printf '%s\n' "$OVERLAY_ENV" >"$root/opt/daxguard/run/env"
 	fi
 
+	chmod 755 "$root" # the overlay's "." entry sets the guest's / mode
 	(cd "$root" && find . -print0 | LC_ALL=C sort -z |
 		cpio --null -o -H newc --owner=0:0 --quiet) >"$out" ||
 		die "cpio of the overlay failed"
