@@ -12,7 +12,8 @@ cd "$repo"
 cargo build --release -p daxguard --example guarded
 bin=$target/release/examples/guarded
 # Guard-by-linking is in place only if ibv_reg_mr is defined in the binary.
-if ! nm "$bin" | grep -q ' T ibv_reg_mr$'; then
+# grep without -q reads all of nm's output: no SIGPIPE to trip pipefail.
+if ! nm "$bin" | grep ' T ibv_reg_mr$' >/dev/null; then
 	echo "build-guest: $bin does not define ibv_reg_mr (interpose feature off?)" >&2
 	exit 1
 fi
