@@ -20,7 +20,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use daxguard::{
     Error, Evidence, Lookup, LookupChoice, Options, Report, Verdict, Via, classify_with, judge, procmap_query,
@@ -405,48 +404,8 @@ fn a_million_checks_keep_rss_and_descriptors_flat() {
 
 // --- the built shim and C programs ------------------------------------------------
 
-struct Built {
-    shim: PathBuf,
-    c: PathBuf,
-    root: PathBuf,
-}
-
-/// Builds the cdylib and the C programs (as tests/preload.rs does: `cargo
-/// test` leaves the cdylib only in deps/, so `cargo build -p daxguard` runs
-/// every time; a no-op when fresh).
-fn built() -> &'static Built {
-    static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        let target = profile_dir.parent().unwrap().to_path_buf();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-        let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
-            "debug" => "dev".to_string(),
-            p => p.to_string(),
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "-p", "daxguard", "--profile", &profile])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(&root)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "cargo build -p daxguard failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let shim = profile_dir.join("libdaxguard.so");
-        let c = target.join("c");
-        let out = Command::new("make")
-            .arg("-C")
-            .arg(root.join("tests/c"))
-            .arg(format!("OUT={}", c.display()))
-            .arg(format!("SHIM_DIR={}", profile_dir.display()))
-            .args(["all", "capi"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "make -C tests/c failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        Built { shim, c, root }
-    })
-}
+mod common;
+use common::built;
 
 struct Ran {
     code: Option<i32>,

@@ -16,6 +16,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+mod common;
+
 /// Keys of every audit record, as `Record::to_json` in src/audit.rs writes them.
 const RECORD_KEYS: [&str; 17] = [
     "time",
@@ -57,59 +59,12 @@ const SPY_SEES: [&str; 7] = [
 const SHIM_SEES: [&str; 6] =
     ["ibv_reg_mr_iova2", "ibv_reg_mr", "ibv_reg_mr_iova", "ibv_reg_mr_iova2", "ibv_rereg_mr", "ibv_reg_mr_iova2"];
 
-struct Built {
-    shim: PathBuf,
-    c: PathBuf,
-    /// `LD_PRELOAD` for the shim with the stubbing spy behind it.
-    shim_and_spy: String,
-}
+use common::built;
 
-/// Builds the cdylib and the C programs once per test run. `cargo test` puts
-/// the cdylib only in `<target>/debug/deps/` (checked: it does not produce
-/// `<target>/debug/libdaxguard.so`), and that copy is overwritten without
-/// the `interpose` exports whenever the CLI is built. So `cargo build -p
-/// daxguard` is run every time: a no-op when fresh, never a stale library.
-fn built() -> &'static Built {
-    static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        // The test binary is <target>/<profile>/deps/preload-<hash>.
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        let target = profile_dir.parent().unwrap().to_path_buf();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
-            "debug" => "dev".to_string(),
-            p => p.to_string(),
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "-p", "daxguard", "--profile", &profile])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(root)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "cargo build -p daxguard failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let shim = profile_dir.join("libdaxguard.so");
-        assert!(shim.is_file(), "{} missing after cargo build", shim.display());
-        let c = target.join("c");
-        let out = Command::new("make")
-            .arg("-C")
-            .arg(root.join("tests/c"))
-            .arg(format!("OUT={}", c.display()))
-            .arg(format!("SHIM_DIR={}", profile_dir.display()))
-            // Only what these tests run: a broken unrelated program must not fail them.
-            .args(["libdaxspy.so", "entrypoints", "dlopen_local", "badargs", "capi"].map(|p| c.join(p)))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make -C tests/c failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let shim_and_spy = format!("{}:{}", shim.display(), c.join("libdaxspy.so").display());
-        Built { shim, c, shim_and_spy }
-    })
+/// `LD_PRELOAD` for the shim with the stubbing spy behind it.
+fn shim_and_spy() -> &'static str {
+    static PRELOAD: OnceLock<String> = OnceLock::new();
+    PRELOAD.get_or_init(|| format!("{}:{}", built().shim.display(), built().c.join("libdaxspy.so").display()))
 }
 
 fn prog(name: &str) -> PathBuf {
@@ -150,7 +105,7 @@ fn run(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
 
 /// The environment of a stubbed run: shim + spy, spy log and stub, plus `more`.
 fn spy_env<'a>(spy_log: &'a str, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut env = vec![("LD_PRELOAD", built().shim_and_spy.as_str()), ("DAXSPY_LOG", spy_log), ("DAXSPY_STUB", "1")];
+    let mut env = vec![("LD_PRELOAD", shim_and_spy()), ("DAXSPY_LOG", spy_log), ("DAXSPY_STUB", "1")];
     env.extend_from_slice(more);
     env
 }
