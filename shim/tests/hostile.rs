@@ -640,7 +640,7 @@ fn valgrind_finds_no_error_in_the_shim() {
         (prog("life"), [&life[..], &["dlopen"]].concat()),
         (
             prog("stress"),
-            vec!["--fake-pd", "--dax-file", file_s, "--file-forwarded", "--threads", "4", "--iters", "100"],
+            vec!["--fake-pd", "--dax-file", file_s, "--file-forwarded", "--threads", "4", "--iters", "20"],
         ),
         (prog("capi"), vec![]),
     ];
@@ -652,8 +652,13 @@ fn valgrind_finds_no_error_in_the_shim() {
                 env.push(("DAXGUARD_LOG", audit.to_str().unwrap()));
             }
             let log_file = format!("--log-file={}/{ran}.%p", vg.display());
-            let mut vargs =
-                vec!["--trace-children=yes", "--leak-check=full", "--errors-for-leak-kinds=definite", &log_file];
+            let mut vargs = vec![
+                "--trace-children=yes",
+                "--fair-sched=yes",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite",
+                &log_file,
+            ];
             vargs.push(p);
             vargs.extend(args.iter().copied());
             let r = run(Path::new("valgrind"), &vargs, &env);
