@@ -15,6 +15,8 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
+use crate::procfd::fstat_id;
+
 /// One registration, as the audit record tells it.
 #[derive(Debug, Clone, Default)]
 pub struct Record<'a> {
@@ -194,13 +196,6 @@ fn open_log(path: &CString) -> Result<(RawFd, (u64, u64)), i32> {
         return Err(crate::sys::errno());
     }
     Ok((fd, fstat_id(fd).unwrap_or((0, 0))))
-}
-
-fn fstat_id(fd: RawFd) -> Option<(u64, u64)> {
-    // SAFETY: plain data filled by fstat into a local.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid out-pointer.
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
 }
 
 #[cfg(test)]

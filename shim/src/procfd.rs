@@ -49,7 +49,9 @@ impl ProcFd {
     }
 }
 
-fn fstat_id(fd: RawFd) -> Option<(u64, u64)> {
+/// A descriptor's identity, `(st_dev, st_ino)`: tells our file from one that
+/// took its number.
+pub(crate) fn fstat_id(fd: RawFd) -> Option<(u64, u64)> {
     // SAFETY: plain data filled by fstat.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid out-pointer for the call.
