@@ -11,6 +11,7 @@
 //! - `vma_is_fsdax()` in `include/linux/fs.h`; `check_vma_flags()` in `mm/gup.c`
 //! - Documentation/filesystems/dax.rst
 
+use std::cell::Cell;
 use std::ffi::{CStr, OsStr};
 use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 use crate::error::Error;
 use crate::mountinfo::{DaxOption, Mount, MountTable};
 use crate::statx::{FileStat, statx};
-use crate::vma::{Dev, Lookup, LookupChoice, Target, Vma, walk};
+use crate::vma::{Dev, Lookup, LookupChoice, Names, Target, Vma, walk};
 use crate::{state, sysfs};
 
 /// Filesystems that can map files with DAX (the rest never can).
@@ -238,7 +239,7 @@ pub fn classify_with(addr: u64, len: u64, opts: Options) -> Result<Report, Error
     let (start, end) = page_range(addr, len)?;
     let mut pieces = Vec::new();
     let mut mounts = Mounts::new(opts.target());
-    let lookup = visit_pieces(start, end, opts, &mut mounts, &mut |s, e, class, vma| {
+    let lookup = visit_pieces(start, end, opts, false, &mut mounts, &mut |s, e, class, vma| {
         let kind = match class {
             Class::Hole => Kind::Hole,
             Class::Anonymous => Kind::Anonymous { label: vma.and_then(label) },
@@ -268,7 +269,7 @@ pub fn judge(addr: u64, len: u64, lookup: LookupChoice) -> Result<(Verdict, Look
     let (mut verdict, mut index) = (Verdict::Allow, 0);
     let opts = Options { target: None, lookup };
     let mut mounts = Mounts::new(Target::Current);
-    let lookup = visit_pieces(start, end, opts, &mut mounts, &mut |_, _, class, _| {
+    let lookup = visit_pieces(start, end, opts, true, &mut mounts, &mut |_, _, class, _| {
         match class {
             Class::File(FileVerdict { kind: FileKind::FsDax, .. }) => {
                 verdict = Verdict::FsDax { piece: index };
@@ -297,26 +298,38 @@ enum Class {
 type PieceVisitor<'v> = dyn FnMut(u64, u64, Class, Option<&Vma<'_>>) -> ControlFlow<()> + 'v;
 
 /// Walks the VMAs of `[start, end)`, clips them, fills holes, and classifies each.
+///
+/// With `lazy_names` (the verdict alone, for the calling process) a VMA is
+/// named only when its class needs the name: not for anonymous memory, nor
+/// for a file whose verdict is cached and lets the pin through.
 fn visit_pieces(
     start: u64,
     end: u64,
     opts: Options,
+    lazy_names: bool,
     mounts: &mut Mounts,
     f: &mut PieceVisitor<'_>,
 ) -> Result<Lookup, Error> {
     if start == end {
         return Ok(crate::vma::preferred_lookup(opts.lookup));
     }
+    let decided = Cell::new(None);
+    let mut without_name = |vma: &Vma<'_>| {
+        decided.set(class_without_name(vma));
+        decided.get().is_none()
+    };
+    let names =
+        if lazy_names && opts.target() == Target::Current { Names::When(&mut without_name) } else { Names::All };
     let mut cursor = start;
     let mut stopped = false;
-    let lookup = walk(opts.target(), opts.lookup, start, end, &mut |vma| {
+    let lookup = walk(opts.target(), opts.lookup, start, end, names, &mut |vma| {
         if vma.start > cursor && f(cursor, vma.start.min(end), Class::Hole, None).is_break() {
             stopped = true;
             return ControlFlow::Break(());
         }
         let (s, e) = (vma.start.max(cursor), vma.end.min(end));
         cursor = e;
-        let class = class_of(vma, mounts);
+        let class = decided.take().unwrap_or_else(|| class_of(vma, mounts));
         if f(s, e, class, Some(vma)).is_break() {
             stopped = true;
             return ControlFlow::Break(());
@@ -329,15 +342,34 @@ fn visit_pieces(
     Ok(lookup)
 }
 
+/// The class of a VMA of the calling process seen without its name, when the
+/// name cannot change the verdict: anonymous memory (a name would only tell
+/// `[vdso]` from `[heap]`), files on the kernel's internal mounts, and files
+/// whose cached verdict allows the pin. A cached refusal is not answered here:
+/// it is confirmed with the name (the cache's guard against a reused inode).
+fn class_without_name(vma: &Vma<'_>) -> Option<Class> {
+    if !vma.is_file_backed() || state::is_internal_dev(vma.dev) {
+        return Some(Class::Anonymous);
+    }
+    let v = state::lock()?.cached(vma.dev, vma.inode, None)?;
+    match v.kind {
+        FileKind::FsDax | FileKind::Unverified => None,
+        FileKind::CharDevice => Some(Class::Special),
+        FileKind::DeviceDax | FileKind::Regular => Some(Class::File(v)),
+    }
+}
+
 fn class_of(vma: &Vma<'_>, mounts: &mut Mounts) -> Class {
     if !vma.is_file_backed() {
         return if SPECIAL_NAMES.contains(&vma.name) { Class::Special } else { Class::Anonymous };
     }
     // MAP_ANONYMOUS|MAP_HUGETLB lives on an internal hugetlbfs mount.
     if vma.name == b"/anon_hugepage (deleted)" {
+        state::note_internal_dev(vma.dev);
         return Class::Anonymous;
     }
     if vma.name.starts_with(b"anon_inode:") {
+        state::note_internal_dev(vma.dev);
         return Class::Special;
     }
     let v = mounts.file_verdict(vma);
@@ -424,7 +456,7 @@ impl Mounts {
                     // Busy for too long (or inherited locked across fork): answer uncached.
                     return file_verdict(vma, Target::Current, state::shm_dev_uncached(), &fresh_table(None));
                 };
-                if let Some(v) = st.cached(vma.dev, vma.inode, vma.name) {
+                if let Some(v) = st.cached(vma.dev, vma.inode, Some(vma.name)) {
                     return v;
                 }
                 let shm = st.shm_dev();

@@ -7,13 +7,15 @@
 //! # Safety
 //! This module calls `ioctl` with a pointer to a `#[repr(C)]` struct laid out
 //! as the kernel's `struct procmap_query`, and a name buffer whose address and
-//! size are passed in it; both outlive the call.
+//! size are passed in it; both outlive the call. The buffer may be
+//! uninitialised: only the bytes the kernel reports written are read back.
 //!
 //! # References
 //! - `struct procmap_query` in `include/uapi/linux/fs.h` and `do_procmap_query()`
 //!   in `fs/proc/task_mmu.c` (Linux 6.11)
 #![allow(unsafe_code)]
 
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
 use crate::vma::{Dev, Vma};
@@ -53,17 +55,20 @@ const COVERING_OR_NEXT_VMA: u64 = 0x10;
 /// The VMA covering `addr`, or the next one above it; `Ok(None)` past the last VMA.
 ///
 /// `name_buf` receives the VMA's name (file path with ` (deleted)` if unlinked,
-/// `[heap]`, ...); names longer than the buffer fail with `ENAMETOOLONG`.
+/// `[heap]`, ...); names longer than the buffer fail with `ENAMETOOLONG`. An
+/// empty buffer asks for no name, which spares the kernel a `d_path` and a
+/// page-sized allocation: the returned `name` is then empty.
 ///
 /// # Errors
 /// The ioctl's errno: `ENOTTY` before Linux 6.11, `EBADF` on a closed descriptor.
-pub fn query(fd: RawFd, addr: u64, name_buf: &mut [u8]) -> Result<Option<Vma<'_>>, i32> {
+pub fn query(fd: RawFd, addr: u64, name_buf: &mut [MaybeUninit<u8>]) -> Result<Option<Vma<'_>>, i32> {
     let mut q = ProcmapQuery {
         size: std::mem::size_of::<ProcmapQuery>() as u64,
         query_flags: COVERING_OR_NEXT_VMA,
         query_addr: addr,
         vma_name_size: u32::try_from(name_buf.len()).unwrap_or(u32::MAX),
-        vma_name_addr: name_buf.as_mut_ptr() as u64,
+        // The kernel wants no address with a zero size (EINVAL otherwise).
+        vma_name_addr: if name_buf.is_empty() { 0 } else { name_buf.as_mut_ptr() as u64 },
         ..Default::default()
     };
     // SAFETY: `q` is a valid procmap_query; the name buffer is writable for
@@ -75,6 +80,8 @@ pub fn query(fd: RawFd, addr: u64, name_buf: &mut [u8]) -> Result<Option<Vma<'_>
     }
     // vma_name_size counts the terminating NUL; 0 means the VMA has no name.
     let name_len = (q.vma_name_size as usize).saturating_sub(1).min(name_buf.len());
+    // SAFETY: the kernel wrote `name_len` bytes of name at the buffer's start.
+    let name = unsafe { std::slice::from_raw_parts(name_buf.as_ptr().cast::<u8>(), name_len) };
     Ok(Some(Vma {
         start: q.vma_start,
         end: q.vma_end,
@@ -84,6 +91,6 @@ pub fn query(fd: RawFd, addr: u64, name_buf: &mut [u8]) -> Result<Option<Vma<'_>
         shared: q.vma_flags & VMA_SHARED != 0,
         dev: Dev { major: q.dev_major, minor: q.dev_minor },
         inode: q.inode,
-        name: &name_buf[..name_len],
+        name,
     }))
 }

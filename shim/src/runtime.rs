@@ -211,8 +211,10 @@ pub(crate) fn guard<R: Copy>(call: Call, forward: impl Fn(u32) -> R, failed: imp
 }
 
 fn before(rt: &Runtime, call: &Call) -> Pre {
-    let t0 = Instant::now();
     let s = &rt.settings;
+    // Clock reads only when someone reads the time: without a TSC the vDSO
+    // falls back to a syscall (under emulation, an expensive one).
+    let t0 = (s.stats || rt.sink.is_some()).then(Instant::now);
     let quiet = s.quiet || s.mode == Mode::Audit;
     let mut report = None;
     let judged: Option<Result<Verdict, Error>> = if call.access & IBV_ACCESS_ON_DEMAND != 0 {
@@ -234,7 +236,7 @@ fn before(rt: &Runtime, call: &Call) -> Pre {
     // SAFETY: `pd` was handed to a registration call; libibverbs dereferences it too.
     #[allow(unsafe_code)]
     let decision = decide(s, call.access, judged.as_ref(), || unsafe { odp::supported(call.pd) });
-    let decide_ns = t0.elapsed().as_nanos() as u64;
+    let decide_ns = t0.map_or(0, |t| t.elapsed().as_nanos() as u64);
     let verdict = match &judged {
         None => "unchecked",
         Some(Err(_)) => "error",

@@ -8,9 +8,10 @@
 //! path the VMA shows, in a fixed table: no allocation after the first use.
 //!
 //! # Safety
-//! `poll` on a descriptor owned by [`ProcFd`].
+//! `poll` on a descriptor owned by [`ProcFd`]; a memfd of our own, closed at once.
 #![allow(unsafe_code)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::classify::FileVerdict;
@@ -84,15 +85,17 @@ pub(crate) fn shm_dev_uncached() -> Option<Dev> {
 impl State {
     fn notice_mount_changes(&mut self) {
         let changed = match self.mountinfo.get() {
-            // A fresh descriptor (first use, after fork or closefrom): we
-            // may have missed changes, so start over.
+            // A fresh descriptor (first use, after fork): we may have missed
+            // changes, so start over.
             Ok((_, true)) => true,
-            Ok((fd, false)) => {
-                let mut p = libc::pollfd { fd, events: libc::POLLPRI, revents: 0 };
-                // SAFETY: one valid pollfd, zero timeout.
-                let n = unsafe { libc::poll(&mut p, 1, 0) };
-                n > 0 && p.revents & (libc::POLLPRI | libc::POLLERR) != 0
-            }
+            Ok((fd, false)) => match poll_mountinfo(fd) {
+                Some(changed) => changed,
+                // Not a mountinfo answer: closed behind our back or the number
+                // reused. If reopened, changes may have been missed.
+                None => {
+                    self.mountinfo.recheck().is_ok_and(|(fd, reopened)| reopened || poll_mountinfo(fd) != Some(false))
+                }
+            },
             Err(_) => !self.unreadable,
         };
         if changed {
@@ -114,19 +117,64 @@ impl State {
     }
 
     pub(crate) fn shm_dev(&mut self) -> Option<Dev> {
-        *self.shm_dev.get_or_insert_with(probe_shm_dev)
+        *self.shm_dev.get_or_insert_with(|| probe_shm_dev().inspect(|&d| note_internal_dev(d)))
     }
 
-    pub(crate) fn cached(&self, dev: Dev, ino: u64, path: &[u8]) -> Option<FileVerdict> {
+    /// The verdict remembered for the file at (dev, ino) since the last mount
+    /// change; also for the same path, if the caller knows it.
+    pub(crate) fn cached(&self, dev: Dev, ino: u64, path: Option<&[u8]>) -> Option<FileVerdict> {
         let slot = self.cache[slot_of(dev, ino)]?;
         let fresh = slot.dev == dev && slot.ino == ino && slot.generation == self.generation;
-        (fresh && slot.path_hash == hash(path)).then_some(slot.verdict)
+        (fresh && path.is_none_or(|p| slot.path_hash == hash(p))).then_some(slot.verdict)
     }
 
     pub(crate) fn remember(&mut self, dev: Dev, ino: u64, path: &[u8], verdict: FileVerdict) {
         let slot = Slot { dev, ino, path_hash: hash(path), generation: self.generation, verdict };
         self.cache[slot_of(dev, ino)] = Some(slot);
     }
+}
+
+/// `poll` on our mountinfo descriptor: whether the mount table changed since
+/// the last poll, or `None` if the answer is not one mountinfo gives (it is
+/// always readable and never writable; a closed descriptor is `POLLNVAL`).
+fn poll_mountinfo(fd: std::os::fd::RawFd) -> Option<bool> {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN | libc::POLLPRI, revents: 0 };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    let odd = libc::POLLNVAL | libc::POLLOUT | libc::POLLHUP;
+    if n != 1 || p.revents & libc::POLLIN == 0 || p.revents & odd != 0 {
+        return None;
+    }
+    Some(p.revents & (libc::POLLPRI | libc::POLLERR) != 0)
+}
+
+/// Devices of the kernel's internal mounts seen so far (shared anonymous
+/// memory, anonymous hugetlb, anon inodes), as `major << 32 | minor`: no file
+/// on them can be DAX, whatever its name, and they are never unmounted.
+static INTERNAL_DEVS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+fn dev_key(dev: Dev) -> u64 {
+    u64::from(dev.major) << 32 | u64::from(dev.minor)
+}
+
+/// Remembers an internal mount's device (anonymous superblocks only: major 0).
+pub(crate) fn note_internal_dev(dev: Dev) {
+    let key = dev_key(dev);
+    if dev.major != 0 || key == 0 {
+        return;
+    }
+    for slot in &INTERNAL_DEVS {
+        match slot.compare_exchange(0, key, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(k) if k == key => return,
+            Err(_) => {}
+        }
+    }
+}
+
+pub(crate) fn is_internal_dev(dev: Dev) -> bool {
+    let key = dev_key(dev);
+    key != 0 && INTERNAL_DEVS.iter().any(|s| s.load(Ordering::Relaxed) == key)
 }
 
 fn slot_of(dev: Dev, ino: u64) -> usize {

@@ -14,13 +14,14 @@
 //! outlive each call.
 #![allow(unsafe_code)]
 
+use std::mem::MaybeUninit;
 use std::ops::ControlFlow;
 use std::os::fd::RawFd;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::error::Error;
-use crate::procfd::{ProcFd, close, last_errno, open_proc};
+use crate::procfd::{ProcFd, close, last_errno, open_proc, unpack_current};
 use crate::{maps, procmap_query};
 
 /// A device number as the kernel splits it (`MAJOR(dev)`, `MINOR(dev)`).
@@ -93,7 +94,7 @@ static QUERY_WORKS: AtomicU8 = AtomicU8::new(0);
 /// Whether `PROCMAP_QUERY` is known to work here (probes the kernel once).
 pub fn procmap_query_supported() -> bool {
     if QUERY_WORKS.load(Ordering::Relaxed) == 0 {
-        let _ = walk(Target::Current, LookupChoice::Auto, 0, 1, &mut |_| ControlFlow::Continue(()));
+        let _ = walk(Target::Current, LookupChoice::Auto, 0, 1, Names::All, &mut |_| ControlFlow::Continue(()));
     }
     QUERY_WORKS.load(Ordering::Relaxed) == 1
 }
@@ -111,6 +112,15 @@ pub fn preferred_lookup(choice: LookupChoice) -> Lookup {
 /// Longest VMA name: a path (`PATH_MAX`) plus ` (deleted)`.
 const NAME_MAX: usize = 4096 + 16;
 
+/// Which VMAs a walk must name. On the `PROCMAP_QUERY` path a name costs the
+/// kernel a `d_path` and a page-sized buffer per query; maps text always has them.
+pub enum Names<'n> {
+    All,
+    /// Only those `wants` says yes to (it sees the VMA without its name);
+    /// the others arrive with an empty name.
+    When(&'n mut dyn FnMut(&Vma<'_>) -> bool),
+}
+
 /// Calls `visit` for each VMA intersecting `[start, end)`, lowest first.
 ///
 /// # Errors
@@ -121,6 +131,7 @@ pub fn walk(
     choice: LookupChoice,
     start: u64,
     end: u64,
+    mut names: Names<'_>,
     visit: &mut dyn FnMut(&Vma<'_>) -> ControlFlow<()>,
 ) -> Result<Lookup, Error> {
     let mut cursor = start;
@@ -130,7 +141,7 @@ pub fn walk(
         LookupChoice::Auto => QUERY_WORKS.load(Ordering::Relaxed) != 2,
     };
     if try_query {
-        match walk_query(target, &mut cursor, end, visit) {
+        match walk_query(target, &mut cursor, end, &mut names, visit) {
             Ok(()) => {
                 QUERY_WORKS.store(1, Ordering::Relaxed);
                 return Ok(Lookup::ProcmapQuery);
@@ -139,8 +150,8 @@ pub fn walk(
             Err(QueryFailed::Ioctl(errno)) if choice == LookupChoice::ProcmapQuery => {
                 return Err(Error::Proc { what: "PROCMAP_QUERY", errno });
             }
-            // Our descriptor vanished under us (another thread closed it):
-            // this call reads text, the next one reopens.
+            // Closed under us even after a reopen (a thread closing every
+            // descriptor in a loop): this call reads text, the next one reopens.
             Err(QueryFailed::Ioctl(libc::EBADF)) => {}
             // ENOTTY (before 6.11), EPERM/ENOSYS (seccomp), EINVAL (odd kernels):
             // remember, and carry on from where the ioctl stopped with maps text.
@@ -160,12 +171,13 @@ fn walk_query(
     target: Target,
     cursor: &mut u64,
     end: u64,
+    names: &mut Names<'_>,
     visit: &mut dyn FnMut(&Vma<'_>) -> ControlFlow<()>,
 ) -> Result<(), QueryFailed> {
-    let mut name = [0u8; NAME_MAX];
+    let mut name = [MaybeUninit::uninit(); NAME_MAX];
     let mut step = |fd: RawFd| -> Result<(), i32> {
         while *cursor < end {
-            let Some(vma) = procmap_query::query(fd, *cursor, &mut name)? else { break };
+            let Some(vma) = next_vma(fd, *cursor, end, &mut name, names)? else { break };
             if vma.start >= end {
                 break;
             }
@@ -186,6 +198,25 @@ fn walk_query(
         }
     }
     .map_err(QueryFailed::Ioctl)
+}
+
+/// The VMA covering `at` or the next one, named if `names` wants it: first
+/// asked without a name, then again with one (the answer may differ if the
+/// mappings changed in between; the second one is used whole).
+fn next_vma<'b>(
+    fd: RawFd,
+    at: u64,
+    end: u64,
+    name: &'b mut [MaybeUninit<u8>],
+    names: &mut Names<'_>,
+) -> Result<Option<Vma<'b>>, i32> {
+    if let Names::When(wants) = names {
+        match procmap_query::query(fd, at, &mut [])? {
+            Some(v) if v.start < end && wants(&v) => {}
+            bare => return Ok(bare),
+        }
+    }
+    procmap_query::query(fd, at, name)
 }
 
 fn walk_maps(
@@ -260,21 +291,45 @@ fn stream_lines(fd: RawFd, f: &mut dyn FnMut(&[u8]) -> ControlFlow<()>) -> Resul
     }
 }
 
-/// The persistent descriptor for `PROCMAP_QUERY` on our own maps.
+/// The persistent descriptor for `PROCMAP_QUERY` on our own maps; the lock
+/// is taken only to open or recheck it.
 static SELF_MAPS: Mutex<ProcFd> = Mutex::new(ProcFd::new(b"maps"));
+/// [`ProcFd::packed`] of `SELF_MAPS`, so that lookups run without the lock.
+static SELF_MAPS_KEPT: AtomicU64 = AtomicU64::new(0);
 
-/// Runs `f` with a descriptor of our own `/proc/self/maps` that is really ours:
-/// the kept-open one, or a fresh one when that is busy for too long (many
-/// threads at once, or a lock inherited held across `fork`).
-fn with_self_maps<R>(f: impl FnOnce(RawFd) -> R) -> Result<R, Error> {
-    let Some(mut maps) = crate::state::try_lock_briefly(&SELF_MAPS) else {
-        let fd = open_proc(Target::Current, b"maps").map_err(|errno| Error::proc_open(0, errno))?;
-        let r = f(fd);
-        close(fd);
-        return Ok(r);
+/// Runs `f` with a descriptor of our own `/proc/self/maps`: the kept-open one
+/// (no syscall to get it), reopened and `f` run again if `f` fails on a
+/// descriptor that turns out not to be ours any more; a fresh one when the
+/// lock stays busy (a lock inherited held across `fork`).
+fn with_self_maps(mut f: impl FnMut(RawFd) -> Result<(), i32>) -> Result<Result<(), i32>, Error> {
+    let fd = match unpack_current(SELF_MAPS_KEPT.load(Ordering::Acquire)) {
+        Some(fd) => fd,
+        None => match kept_maps(ProcFd::get)? {
+            Some((fd, _)) => fd,
+            None => return with_fresh_maps(f),
+        },
     };
-    let (fd, _) = maps.get().map_err(|errno| Error::proc_open(0, errno))?;
-    Ok(f(fd))
+    let Err(errno) = f(fd) else { return Ok(Ok(())) };
+    match kept_maps(ProcFd::recheck)? {
+        Some((again, reopened)) if reopened || again != fd => Ok(f(again)),
+        Some(_) => Ok(Err(errno)), // still ours: the kernel's genuine answer
+        None => with_fresh_maps(f),
+    }
+}
+
+/// `op` on `SELF_MAPS` under its lock, publishing the result; `None` if the lock stays busy.
+fn kept_maps(op: fn(&mut ProcFd) -> Result<(RawFd, bool), i32>) -> Result<Option<(RawFd, bool)>, Error> {
+    let Some(mut maps) = crate::state::try_lock_briefly(&SELF_MAPS) else { return Ok(None) };
+    let r = op(&mut maps).map_err(|errno| Error::proc_open(0, errno))?;
+    SELF_MAPS_KEPT.store(maps.packed(), Ordering::Release);
+    Ok(Some(r))
+}
+
+fn with_fresh_maps(mut f: impl FnMut(RawFd) -> Result<(), i32>) -> Result<Result<(), i32>, Error> {
+    let fd = open_proc(Target::Current, b"maps").map_err(|errno| Error::proc_open(0, errno))?;
+    let r = f(fd);
+    close(fd);
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ fn seccomp_child(deny_ioctl: bool, deny_statx: bool) {
     // The filter does what it says.
     if deny_ioctl {
         let maps = std::fs::File::open("/proc/self/maps").unwrap();
-        let mut name = [0u8; 256];
+        let mut name = [std::mem::MaybeUninit::uninit(); 256];
         use std::os::fd::AsRawFd;
         let r = procmap_query::query(maps.as_raw_fd(), addr, &mut name).map(|_| ());
         assert!(matches!(r, Err(libc::EPERM) | Err(libc::ENOTTY)), "{r:?}");

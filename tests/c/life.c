@@ -13,7 +13,8 @@
  *   vfork      register; vfork + exec of this program (`exec-child`), which
  *              registers in a fresh image; the parent registers again
  *   closefrom  a first registration (refused fs-DAX, no provider needed) so the
- *              shim opens its descriptors; closefrom(3); reuse those numbers
+ *              shim opens its descriptors; closefrom(3); reuse the lowest
+ *              numbers and, with dup3, the shim's own (found in /proc/self/fd)
  *              for files of our own (read-write); register; our files must be
  *              untouched (same inode, offset 0, same size and content)
  *   dlopen     must run first: libibverbs is not loaded yet. Register through
@@ -337,36 +338,70 @@ static void case_vfork(void)
 }
 
 #define OURS 8
+#define SHIMS 8
+
+/* The descriptors the shim keeps (links to /proc/<pid>/maps or mountinfo),
+ * wherever it put them; returns how many, at most SHIMS. */
+static int shim_fds(int *out)
+{
+	char link[64], target[PATH_MAX];
+	int n = 0;
+
+	for (int fd = 3; fd < 4096 && n < SHIMS; fd++) {
+		ssize_t len;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = 0;
+		if (strncmp(target, "/proc/", 6) == 0 &&
+		    (strstr(target, "/maps") || strstr(target, "/mountinfo")))
+			out[n++] = fd;
+	}
+	return n;
+}
 
 static void case_closefrom(void)
 {
 	static const char text[] = "life: closefrom: this file is ours; nobody else may read or write it\n";
 	char *anon = map_anon(NULL), *dax = map_dax(NULL), path[64], buf[sizeof(text)], what[80];
-	struct stat before[OURS], after;
+	struct stat before[OURS + SHIMS], after;
 	struct ibv_pd *pd;
-	int fds[OURS];
+	int fds[OURS + SHIMS], shim[SHIMS], nshim, nfds = OURS;
 
 	/* No device needed: the shim refuses fs-DAX before any provider. */
 	if (!g_forwarded)
 		expect("closefrom: first registration (before closefrom)", &fake_pd, dax, g_want_dax);
 	else
 		expect("closefrom: first registration (before closefrom)", get_pd(), dax, g_want_dax);
+	nshim = shim_fds(shim);
+	if (nshim == 0)
+		failf("closefrom: the shim keeps descriptors", "none found in /proc/self/fd");
 	closefrom(3);
-	/* The lowest free numbers, which the shim's descriptors had. */
-	for (int i = 0; i < OURS; i++) {
+	/* The lowest free numbers, and (with dup2) the very numbers the shim's
+	 * descriptors had: a shim that trusted a number would now use our files. */
+	for (int i = 0; i < OURS + nshim; i++) {
 		snprintf(path, sizeof(path), "/tmp/life-closefrom.%d.%d", (int)getpid(), i);
 		fds[i] = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fds[i] >= 0 && i >= OURS && fds[i] != shim[i - OURS]) {
+			if (dup3(fds[i], shim[i - OURS], O_CLOEXEC) < 0)
+				fatal("dup3");
+			close(fds[i]);
+			fds[i] = shim[i - OURS];
+		}
 		if (fds[i] < 0 || write(fds[i], text, sizeof(text)) != (ssize_t)sizeof(text) ||
 		    lseek(fds[i], 0, SEEK_SET) != 0 || fstat(fds[i], &before[i]) != 0)
 			fatal(path);
 		unlink(path);
 	}
+	nfds = OURS + nshim;
 	pd = get_pd();
 	for (int round = 0; round < 3; round++) {
 		expect("closefrom: anon", pd, anon, g_want_anon);
 		expect("closefrom: dax", pd, dax, g_want_dax);
 	}
-	for (int i = 0; i < OURS; i++) {
+	for (int i = 0; i < nfds; i++) {
 		snprintf(what, sizeof(what), "closefrom: our fd %d untouched", fds[i]);
 		if (fstat(fds[i], &after) != 0)
 			failf(what, "closed behind our back");

@@ -2,7 +2,7 @@
  * regbench: registration latency in a process with many VMAs, for comparing
  * runs with and without LD_PRELOAD=libdaxguard.so (tests/bench/guest-reg.sh).
  *
- * usage: regbench --device NAME [--vmas N] [--iters N] SIZE...
+ * usage: regbench [--paired] --device NAME [--vmas N] [--iters N] SIZE...
  *
  * Makes the process hold at least N VMAs (default 10000): one PROT_NONE
  * reservation with every other page of its lower part made PROT_READ
@@ -16,9 +16,21 @@
  *
  *   REGBENCH vmas=<count> size=<bytes> iters=<n> median_ns=<ns> p10_ns=<ns> p90_ns=<ns>
  *
- * Exit 0; 1 if a registration fails; 2 on a usage error or a missing device.
+ * With --paired the process runs under LD_PRELOAD=libdaxguard.so and times
+ * both sides itself, interleaved, so the TCG guest's drift between (and
+ * within) processes hits them alike: "with" is the same macro call as above,
+ * which binds to the shim; "without" is libibverbs' own ibv_reg_mr_iova2,
+ * looked up through a dlopen handle, whose scope leaves LD_PRELOAD objects
+ * out. Pairs run in ABBA order (with, without, without, with, ...) so neither
+ * side always goes first; 5 untimed pairs first. Per SIZE it prints
+ *
+ *   REGBENCH-PAIRED vmas=<count> size=<bytes> iters=<n> with_median_ns=<ns> without_median_ns=<ns> ratio=<with/without>
+ *
+ * Exit 0; 1 if a registration fails; 2 on a usage error, a missing device or
+ * (--paired) no shim in front of libibverbs.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,9 +50,11 @@
 static volatile unsigned int g_access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
 					IBV_ACCESS_REMOTE_READ;
 
+typedef struct ibv_mr *(*reg_mr_iova2_fn)(struct ibv_pd *, void *, size_t, uint64_t, unsigned int);
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: regbench --device NAME [--vmas N] [--iters N] SIZE...\n");
+	fprintf(stderr, "usage: regbench [--paired] --device NAME [--vmas N] [--iters N] SIZE...\n");
 	exit(2);
 }
 
@@ -75,6 +89,47 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/*
+ * libibverbs' own ibv_reg_mr_iova2, bypassing any preloaded definition. Exits
+ * if that is the one a plain call binds to: then the "with" side would not go
+ * through the shim either, and the ratio would be a quiet 1.000.
+ */
+static reg_mr_iova2_fn real_reg_mr_iova2(void)
+{
+	void *lib = dlopen("libibverbs.so.1", RTLD_NOW | RTLD_NOLOAD);
+	void *real = lib ? dlvsym(lib, "ibv_reg_mr_iova2", "IBVERBS_1.8") : NULL;
+
+	if (!real) {
+		fprintf(stderr, "regbench: no ibv_reg_mr_iova2@IBVERBS_1.8 in libibverbs.so.1: %s\n", dlerror());
+		exit(2);
+	}
+	if (real == dlsym(RTLD_DEFAULT, "ibv_reg_mr_iova2")) {
+		fprintf(stderr, "regbench: --paired: ibv_reg_mr_iova2 is libibverbs' own; "
+				"run it under LD_PRELOAD=libdaxguard.so\n");
+		exit(2);
+	}
+	return (reg_mr_iova2_fn)real;
+}
+
+/* One timed ibv_reg_mr + ibv_dereg_mr: through the macro (real == NULL) or real. */
+static uint64_t reg_dereg(struct ibv_pd *pd, void *addr, size_t size, reg_mr_iova2_fn real)
+{
+	uint64_t t0 = now_ns();
+	struct ibv_mr *mr = real ? real(pd, addr, size, (uintptr_t)addr, g_access)
+				 : ibv_reg_mr(pd, addr, size, g_access);
+
+	if (!mr) {
+		fprintf(stderr, "regbench: %s(%zu): %s\n", real ? "ibv_reg_mr_iova2 (real)" : "ibv_reg_mr", size,
+			errname(errno));
+		exit(1);
+	}
+	if (ibv_dereg_mr(mr)) {
+		fprintf(stderr, "regbench: ibv_dereg_mr: %s\n", errname(errno));
+		exit(1);
+	}
+	return now_ns() - t0;
+}
+
 static struct ibv_pd *open_pd(const char *device)
 {
 	struct ibv_device **list;
@@ -103,13 +158,16 @@ int main(int argc, char **argv)
 	const char *device = NULL;
 	size_t sizes[MAX_SIZES], total = 0, bulk_pages, page = (size_t)sysconf(_SC_PAGESIZE);
 	long want = 10000, iters = 200, have;
-	int nsizes = 0, i;
-	uint64_t *ns;
+	int nsizes = 0, i, paired = 0;
+	uint64_t *ns, *ns_without;
+	reg_mr_iova2_fn real = NULL;
 	char *base, *at;
 	struct ibv_pd *pd;
 
 	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
+		if (strcmp(argv[i], "--paired") == 0)
+			paired = 1;
+		else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
 			device = argv[++i];
 		else if (strcmp(argv[i], "--vmas") == 0 && i + 1 < argc)
 			want = atol(argv[++i]);
@@ -122,6 +180,8 @@ int main(int argc, char **argv)
 	}
 	if (!device || !nsizes || iters < 1 || want < 0)
 		usage();
+	if (paired)
+		real = real_reg_mr_iova2();
 	pd = open_pd(device);
 
 	/* Reservation: [bulk: 2 pages per split][guard][region][guard]... */
@@ -162,29 +222,46 @@ int main(int argc, char **argv)
 	}
 
 	ns = calloc((size_t)iters, sizeof(*ns));
-	if (!ns)
+	ns_without = calloc((size_t)iters, sizeof(*ns_without));
+	if (!ns || !ns_without)
 		return 2;
 	at = base + (bulk_pages + 1) * page;
 	for (i = 0; i < nsizes; i++) {
 		for (long k = -5; k < iters; k++) {
-			uint64_t t0 = now_ns();
-			struct ibv_mr *mr = ibv_reg_mr(pd, at, sizes[i], g_access);
+			uint64_t t, t_without;
 
-			if (!mr) {
-				fprintf(stderr, "regbench: ibv_reg_mr(%zu): %s\n", sizes[i], errname(errno));
-				return 1;
+			if (!paired) {
+				t = reg_dereg(pd, at, sizes[i], NULL);
+				if (k >= 0)
+					ns[k] = t;
+				continue;
 			}
-			if (ibv_dereg_mr(mr)) {
-				fprintf(stderr, "regbench: ibv_dereg_mr: %s\n", errname(errno));
-				return 1;
+			/* ABBA: odd pairs run "without" first. */
+			if (k & 1) {
+				t_without = reg_dereg(pd, at, sizes[i], real);
+				t = reg_dereg(pd, at, sizes[i], NULL);
+			} else {
+				t = reg_dereg(pd, at, sizes[i], NULL);
+				t_without = reg_dereg(pd, at, sizes[i], real);
 			}
-			if (k >= 0)
-				ns[k] = now_ns() - t0;
+			if (k >= 0) {
+				ns[k] = t;
+				ns_without[k] = t_without;
+			}
 		}
 		qsort(ns, (size_t)iters, sizeof(*ns), cmp_u64);
-		printf("REGBENCH vmas=%ld size=%zu iters=%ld median_ns=%llu p10_ns=%llu p90_ns=%llu\n", have,
-		       sizes[i], iters, (unsigned long long)ns[iters / 2], (unsigned long long)ns[iters / 10],
-		       (unsigned long long)ns[iters * 9 / 10]);
+		if (paired) {
+			qsort(ns_without, (size_t)iters, sizeof(*ns_without), cmp_u64);
+			printf("REGBENCH-PAIRED vmas=%ld size=%zu iters=%ld with_median_ns=%llu without_median_ns=%llu "
+			       "ratio=%.3f\n",
+			       have, sizes[i], iters, (unsigned long long)ns[iters / 2],
+			       (unsigned long long)ns_without[iters / 2],
+			       (double)ns[iters / 2] / (double)ns_without[iters / 2]);
+		} else {
+			printf("REGBENCH vmas=%ld size=%zu iters=%ld median_ns=%llu p10_ns=%llu p90_ns=%llu\n", have,
+			       sizes[i], iters, (unsigned long long)ns[iters / 2], (unsigned long long)ns[iters / 10],
+			       (unsigned long long)ns[iters * 9 / 10]);
+		}
 		fflush(stdout);
 		at += sizes[i] + page;
 	}
