@@ -72,6 +72,7 @@ def main():
     print(table(med, counts, [
         ("one getpid syscall", "baseline/getpid-syscall"),
         ("one raw PROCMAP_QUERY ioctl", "baseline/procmap-query-ioctl"),
+        ("one poll of mountinfo", "baseline/poll-mountinfo"),
         ("read /proc/self/maps up to the range", "baseline/maps-to-range"),
         ("read /proc/self/maps to the end", "baseline/maps-to-end"),
         ("naive: read all of /proc/self/smaps, find the range", "baseline/smaps-per-call"),
@@ -85,14 +86,22 @@ def main():
         worst = max(med.get(f"judge/query-{r}/{t}", 0) for t in TIERS)
         print(f"| judge, PROCMAP_QUERY, {name}: <= 1 µs median | {fmt(worst)} at worst | {met(worst <= 1000)} |")
         print(f"| same, 60k / 10 VMAs <= 1.5 | {hi / lo:.2f} | {met(hi / lo <= 1.5)} |")
+    floor = max(med.get(f"baseline/procmap-query-ioctl/{t}", 0) + med.get(f"baseline/poll-mountinfo/{t}", 0)
+                for t in TIERS)
+    print(f"| (cached file floor: one ioctl + one poll, worst tier) | {fmt(floor)} | |")
     ratios = [med[f"judge/text-anon-4k/{t}"] / med[f"baseline/maps-to-range/{t}"] for t in TIERS]
-    print(f"| judge, maps text, anonymous 4 KiB: <= 1.2 x reading maps up to the range | "
-          f"{' / '.join(f'{x:.2f}' for x in ratios)} (10 ... 60k VMAs) | {met(max(ratios) <= 1.2)} |")
+    print(f"| (criterion groups run one after the other: judge, maps text / maps up to the range) | "
+          f"{' / '.join(f'{x:.2f}' for x in ratios)} (10 ... 60k VMAs) | |")
+    paired = [json.loads((a.criterion / f"fallback-paired-{t}.json").read_text()) for t in TIERS]
+    ratios = [p["judge_ns"] / p["maps_ns"] for p in paired]
+    print(f"| judge, maps text, anonymous 4 KiB: <= 1.2 x reading maps up to the range (alternating pairs) | "
+          f"{' / '.join(f'{x:.2f}' for x in ratios)} (10 ... 60k VMAs; "
+          f"{min(p['pairs'] for p in paired)}-{max(p['pairs'] for p in paired)} pairs) | {met(max(ratios) <= 1.2)} |")
     for what in ["judge", "classify"]:
         x = med["baseline/smaps-per-call/20000"] / med[f"{what}/query-anon-4k/20000"]
         print(f"| smaps per call / {what} PROCMAP_QUERY at 20k VMAs >= 100 | {x:,.0f} x | {met(x >= 100)} |")
     x = med["baseline/smaps-per-call/20000"] / med["judge/text-anon-4k/20000"]
-    print(f"| (same against judge on the maps-text path) | {x:,.1f} x | {met(x >= 100)} |")
+    print(f"| (the maps-text fallback against the same: reading maps text instead of smaps) | {x:,.1f} x | |")
     off, direct = med.get("mode-off/shim-export-off"), med.get("mode-off/direct-stub")
     if off and direct:
         print(f"| DAXGUARD_MODE=off: added cost per call <= 50 ns | {off - direct:.1f} ns "
