@@ -45,12 +45,6 @@ static struct ibv_pd fake_pd_storage;
 static struct ibv_pd *pd_ = &fake_pd_storage;
 #define fake_pd (*pd_)
 
-static void fatal(const char *what)
-{
-	fprintf(stderr, "badargs: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
 static void *map(size_t len, int prot)
 {
 	void *p = mmap(NULL, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -123,26 +117,6 @@ static void run(const char *name, size_t page)
 		fprintf(stderr, "badargs: unknown CASE %s\n", name);
 		exit(2);
 	}
-}
-
-static struct ibv_pd *open_pd(const char *name)
-{
-	int n = 0;
-	struct ibv_device **list = ibv_get_device_list(&n);
-	struct ibv_context *ctx = NULL;
-	struct ibv_pd *pd;
-
-	for (int i = 0; list && i < n && !ctx; i++)
-		if (strcmp(ibv_get_device_name(list[i]), name) == 0)
-			ctx = ibv_open_device(list[i]);
-	if (!ctx) {
-		fprintf(stderr, "badargs: RDMA device '%s' not found (%d devices)\n", name, n);
-		exit(2);
-	}
-	pd = ibv_alloc_pd(ctx);
-	if (!pd)
-		fatal("ibv_alloc_pd");
-	return pd;
 }
 
 int main(int argc, char **argv)

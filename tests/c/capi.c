@@ -24,12 +24,6 @@
 
 #include "common.h"
 
-static void fatal(const char *what)
-{
-	fprintf(stderr, "capi: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
 static void check(const char *name, const void *addr, size_t len)
 {
 	char why[512];

@@ -5,6 +5,18 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/*
+ * Ends the program on a failure of its own setup (not a registration being
+ * judged): "<program>: <what>: <strerror>", exit status 2. The including file
+ * defines _GNU_SOURCE, for program_invocation_short_name.
+ */
+static inline void fatal(const char *what)
+{
+	fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what, strerror(errno));
+	exit(2);
+}
 
 /*
  * errno -> "EOPNOTSUPP". Our own table rather than strerrorname_np() (glibc
@@ -48,5 +60,42 @@ static inline size_t parse_size(const char *s)
 	}
 	return *end ? 0 : (size_t)n;
 }
+
+/* A registration's outcome as the programs print it: "ok" or the errno name. */
+static inline const char *answer(int e)
+{
+	return e ? errname(e) : "ok";
+}
+
+#ifdef INFINIBAND_VERBS_H
+/* Opens the RDMA device called `name`; exit 2 if there is none. */
+static inline struct ibv_context *open_device(const char *name)
+{
+	int n = 0;
+	struct ibv_device **list = ibv_get_device_list(&n);
+	struct ibv_context *ctx = NULL;
+
+	for (int i = 0; list && i < n && !ctx; i++)
+		if (strcmp(ibv_get_device_name(list[i]), name) == 0 && !(ctx = ibv_open_device(list[i])))
+			fatal("ibv_open_device");
+	if (list)
+		ibv_free_device_list(list); /* an open context keeps its device */
+	if (!ctx) {
+		fprintf(stderr, "%s: RDMA device '%s' not found (%d devices)\n", program_invocation_short_name, name, n);
+		exit(2);
+	}
+	return ctx;
+}
+
+/* A protection domain on the RDMA device called `name`; exit 2 on failure. */
+static inline struct ibv_pd *open_pd(const char *name)
+{
+	struct ibv_pd *pd = ibv_alloc_pd(open_device(name));
+
+	if (!pd)
+		fatal("ibv_alloc_pd");
+	return pd;
+}
+#endif
 
 #endif

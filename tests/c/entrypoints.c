@@ -76,12 +76,6 @@ static void usage(void)
 	exit(2);
 }
 
-static void fatal(const char *what)
-{
-	fprintf(stderr, PROG ": %s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
 static void *sym(void *lib, const char *name)
 {
 	void *fn = dlvsym(lib, name, "IBVERBS_1.1");

@@ -84,22 +84,11 @@ static int g_fake, g_forwarded, g_fails, g_want_anon, g_want_dax;
 static size_t g_page;
 static char **g_argv;
 
-static void fatal(const char *what)
-{
-	fprintf(stderr, "life: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: life (--device NAME | --fake-pd) --dax PATH [--file-forwarded] CASE...\n"
 			"CASE: fork vfork closefrom dlopen race [ROUNDS] mapwait\n");
 	exit(2);
-}
-
-static const char *answer(int e)
-{
-	return e ? errname(e) : "ok";
 }
 
 static void pass(const char *what)

@@ -59,12 +59,6 @@ static void usage(void)
 	exit(2);
 }
 
-static void die(const char *what)
-{
-	fprintf(stderr, "odpwrite: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -121,7 +115,7 @@ static int verify(const char *path, const uint32_t *map)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (!buf || fd < 0)
-		die(path);
+		fatal(path);
 	if (map)
 		compare(&m, map, 0, g_len);
 	for (size_t off = 0; off < g_len; off += step) {
@@ -267,8 +261,6 @@ int main(int argc, char **argv)
 	const char *device = "rxe0", *dst_path = NULL;
 	int gid_idx = 1, want_mtu = 0, verify_only = 0, emit = 0, fd, okall;
 	long page = sysconf(_SC_PAGESIZE);
-	struct ibv_device **list;
-	struct ibv_device *dev = NULL;
 	struct ibv_context *ctx;
 	struct ibv_port_attr port;
 	union ibv_gid gid;
@@ -279,7 +271,6 @@ int main(int argc, char **argv)
 	enum ibv_mtu mtu;
 	uint32_t *src, *dst;
 	double t0, t_reg, t_write, t_verify;
-	int n = 0;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -315,10 +306,10 @@ int main(int argc, char **argv)
 		uint32_t *p = malloc(g_len);
 
 		if (!p)
-			die("malloc");
+			fatal("malloc");
 		fill(p, g_len);
 		if (fwrite(p, 1, g_len, stdout) != g_len || fflush(stdout))
-			die("stdout");
+			fatal("stdout");
 		return 0;
 	}
 	if (!dst_path)
@@ -326,19 +317,9 @@ int main(int argc, char **argv)
 	if (verify_only)
 		return verify(dst_path, NULL) ? 0 : 1;
 
-	list = ibv_get_device_list(&n);
-	for (int j = 0; list && j < n; j++)
-		if (!strcmp(ibv_get_device_name(list[j]), device))
-			dev = list[j];
-	if (!dev) {
-		fprintf(stderr, "odpwrite: RDMA device '%s' not found (%d devices)\n", device, n);
-		return 2;
-	}
-	ctx = ibv_open_device(dev);
-	if (!ctx)
-		die("ibv_open_device");
+	ctx = open_device(device);
 	if (ibv_query_port(ctx, 1, &port) || ibv_query_gid(ctx, 1, gid_idx, &gid))
-		die("ibv_query_port/gid");
+		fatal("ibv_query_port/gid");
 	if (port.max_msg_sz && g_chunk > port.max_msg_sz)
 		g_chunk = port.max_msg_sz & ~((size_t)page - 1);
 	mtu = want_mtu ? mtu_enum(want_mtu) : IBV_MTU_4096;
@@ -352,7 +333,7 @@ int main(int argc, char **argv)
 	pd = ibv_alloc_pd(ctx);
 	cq = ibv_create_cq(ctx, 2 * DEPTH, NULL, NULL, 0);
 	if (!pd || !cq)
-		die("ibv_alloc_pd/ibv_create_cq");
+		fatal("ibv_alloc_pd/ibv_create_cq");
 	{
 		struct ibv_qp_init_attr ia = {
 			.send_cq = cq,
@@ -364,22 +345,22 @@ int main(int argc, char **argv)
 		qa = ibv_create_qp(pd, &ia);
 		qb = ibv_create_qp(pd, &ia);
 		if (!qa || !qb)
-			die("ibv_create_qp");
+			fatal("ibv_create_qp");
 	}
 	connect_qp(qa, qb->qp_num, &gid, gid_idx, mtu);
 	connect_qp(qb, qa->qp_num, &gid, gid_idx, mtu);
 
 	src = mmap(NULL, g_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (src == MAP_FAILED)
-		die("mmap source");
+		fatal("mmap source");
 	fill(src, g_len);
 	/* Fresh, sparse destination: stale content from an earlier run cannot pass. */
 	fd = open(dst_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0 || ftruncate(fd, (off_t)g_len) < 0)
-		die(dst_path);
+		fatal(dst_path);
 	dst = mmap(NULL, g_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (dst == MAP_FAILED)
-		die("mmap destination");
+		fatal("mmap destination");
 	close(fd);
 
 	t0 = now_ms();
@@ -400,7 +381,7 @@ int main(int argc, char **argv)
 	t_write = now_ms();
 	if (okall) {
 		if (msync(dst, g_len, MS_SYNC) < 0)
-			die("msync");
+			fatal("msync");
 		okall = verify(dst_path, dst);
 	}
 	t_verify = now_ms();
@@ -413,7 +394,6 @@ int main(int argc, char **argv)
 	ibv_destroy_cq(cq);
 	ibv_dealloc_pd(pd);
 	ibv_close_device(ctx);
-	ibv_free_device_list(list);
 	munmap(dst, g_len);
 	munmap(src, g_len);
 	return okall ? 0 : 1;

@@ -130,29 +130,6 @@ static uint64_t reg_dereg(struct ibv_pd *pd, void *addr, size_t size, reg_mr_iov
 	return now_ns() - t0;
 }
 
-static struct ibv_pd *open_pd(const char *device)
-{
-	struct ibv_device **list;
-	struct ibv_context *ctx = NULL;
-	struct ibv_pd *pd;
-	int i, n = 0;
-
-	list = ibv_get_device_list(&n);
-	for (i = 0; list && i < n; i++)
-		if (strcmp(ibv_get_device_name(list[i]), device) == 0)
-			ctx = ibv_open_device(list[i]);
-	if (!ctx) {
-		fprintf(stderr, "regbench: RDMA device '%s' not found or not openable (%d devices)\n", device, n);
-		exit(2);
-	}
-	pd = ibv_alloc_pd(ctx);
-	if (!pd) {
-		fprintf(stderr, "regbench: ibv_alloc_pd: %s\n", strerror(errno));
-		exit(2);
-	}
-	return pd;
-}
-
 int main(int argc, char **argv)
 {
 	const char *device = NULL;

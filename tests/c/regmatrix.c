@@ -223,8 +223,7 @@ static void hold(void)
 int main(int argc, char **argv)
 {
 	const char *device = NULL;
-	int odp = 0, ro = 0, do_hold = 0, i, n = 0, nreg;
-	struct ibv_device **list, *dev = NULL;
+	int odp = 0, ro = 0, do_hold = 0, i, nreg;
 	struct ibv_context *ctx;
 	struct ibv_pd *pd;
 	struct region *regs;
@@ -248,24 +247,10 @@ int main(int argc, char **argv)
 	g_access = (ro ? 0 : IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ) |
 		   (odp ? IBV_ACCESS_ON_DEMAND : 0);
 
-	list = ibv_get_device_list(&n);
-	for (int j = 0; list && j < n; j++)
-		if (!strcmp(ibv_get_device_name(list[j]), device))
-			dev = list[j];
-	if (!dev) {
-		fprintf(stderr, "regmatrix: RDMA device '%s' not found (%d devices)\n", device, n);
-		return 2;
-	}
-	ctx = ibv_open_device(dev);
-	if (!ctx) {
-		fprintf(stderr, "regmatrix: ibv_open_device %s: %s\n", device, strerror(errno));
-		return 2;
-	}
+	ctx = open_device(device);
 	pd = ibv_alloc_pd(ctx);
-	if (!pd) {
-		fprintf(stderr, "regmatrix: ibv_alloc_pd: %s\n", strerror(errno));
-		return 2;
-	}
+	if (!pd)
+		fatal("ibv_alloc_pd");
 
 	/* every mapping exists before the first registration */
 	nreg = argc - i;
@@ -299,6 +284,5 @@ int main(int argc, char **argv)
 	free(regs);
 	ibv_dealloc_pd(pd);
 	ibv_close_device(ctx);
-	ibv_free_device_list(list);
 	return 0;
 }

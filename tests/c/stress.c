@@ -78,22 +78,11 @@ static struct {
 	unsigned long maps, unmaps, mremaps, mprotects, lost;
 } g_churn;
 
-static void fatal(const char *what)
-{
-	fprintf(stderr, "stress: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: stress (--device NAME | --fake-pd) --dax-file PATH [--file-forwarded]\n"
 			"              [--threads N] [--iters N] [--churn-dir DIR]\n");
 	exit(2);
-}
-
-static const char *answer(int e)
-{
-	return e ? errname(e) : "ok";
 }
 
 static void check(struct worker *w, int dax, void *addr, size_t len, int got)
@@ -220,30 +209,6 @@ static void *churn(void *arg)
 	}
 	free(state);
 	return NULL;
-}
-
-static struct ibv_pd *open_pd(const char *name)
-{
-	struct ibv_device **list;
-	struct ibv_context *ctx = NULL;
-	struct ibv_pd *pd;
-	int n;
-
-	list = ibv_get_device_list(&n);
-	if (!list)
-		fatal("ibv_get_device_list");
-	for (int i = 0; i < n && !ctx; i++)
-		if (strcmp(ibv_get_device_name(list[i]), name) == 0)
-			ctx = ibv_open_device(list[i]);
-	ibv_free_device_list(list);
-	if (!ctx) {
-		fprintf(stderr, "stress: RDMA device '%s' not found or cannot be opened\n", name);
-		exit(2);
-	}
-	pd = ibv_alloc_pd(ctx);
-	if (!pd)
-		fatal("ibv_alloc_pd");
-	return pd;
 }
 
 static int open_sized(const char *path, off_t size)
