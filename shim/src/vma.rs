@@ -189,14 +189,10 @@ fn walk_query(
         Ok(())
     };
     match target {
-        Target::Current => with_self_maps(&mut step).map_err(QueryFailed::Open)?,
-        Target::Pid(pid) => {
-            let fd = open_proc(target, b"maps").map_err(|errno| QueryFailed::Open(Error::proc_open(pid, errno)))?;
-            let r = step(fd);
-            close(fd);
-            r
-        }
+        Target::Current => with_self_maps(&mut step),
+        Target::Pid(_) => with_fresh_maps(target, &mut step),
     }
+    .map_err(QueryFailed::Open)?
     .map_err(QueryFailed::Ioctl)
 }
 
@@ -225,27 +221,23 @@ fn walk_maps(
     end: u64,
     visit: &mut dyn FnMut(&Vma<'_>) -> ControlFlow<()>,
 ) -> Result<(), Error> {
-    let pid = match target {
-        Target::Current => 0,
-        Target::Pid(p) => p,
-    };
-    let fd = open_proc(target, b"maps").map_err(|errno| Error::proc_open(pid, errno))?;
-    let r = stream_lines(fd, &mut |line| {
-        if maps::range_of(line).is_some_and(|(_, e)| e <= start) {
-            return ControlFlow::Continue(());
-        }
-        let Some(l) = maps::parse_line(line) else { return ControlFlow::Continue(()) };
-        if l.end <= start {
-            return ControlFlow::Continue(());
-        }
-        if l.start >= end {
-            return ControlFlow::Break(());
-        }
-        let mut name = [0u8; NAME_MAX];
-        visit(&l.to_vma(&mut name))
-    });
-    close(fd);
-    r.map_err(|errno| Error::Proc { what: "read maps", errno })
+    with_fresh_maps(target, |fd| {
+        stream_lines(fd, &mut |line| {
+            if maps::range_of(line).is_some_and(|(_, e)| e <= start) {
+                return ControlFlow::Continue(());
+            }
+            let Some(l) = maps::parse_line(line) else { return ControlFlow::Continue(()) };
+            if l.end <= start {
+                return ControlFlow::Continue(());
+            }
+            if l.start >= end {
+                return ControlFlow::Break(());
+            }
+            let mut name = [0u8; NAME_MAX];
+            visit(&l.to_vma(&mut name))
+        })
+    })?
+    .map_err(|errno| Error::Proc { what: "read maps", errno })
 }
 
 /// Reads `fd` to the end (or until `f` breaks), one line at a time, on a stack buffer.
@@ -314,14 +306,14 @@ fn with_self_maps(mut f: impl FnMut(RawFd) -> Result<(), i32>) -> Result<Result<
         Some(fd) => fd,
         None => match kept_maps(ProcFd::get)? {
             Some((fd, _)) => fd,
-            None => return with_fresh_maps(f),
+            None => return with_fresh_maps(Target::Current, f),
         },
     };
     let Err(errno) = f(fd) else { return Ok(Ok(())) };
     match kept_maps(ProcFd::recheck)? {
         Some((again, reopened)) if reopened || again != fd => Ok(f(again)),
         Some(_) => Ok(Err(errno)), // still ours: the kernel's genuine answer
-        None => with_fresh_maps(f),
+        None => with_fresh_maps(Target::Current, f),
     }
 }
 
@@ -333,8 +325,13 @@ fn kept_maps(op: fn(&mut ProcFd) -> Result<(RawFd, bool), i32>) -> Result<Option
     Ok(Some(r))
 }
 
-fn with_fresh_maps(mut f: impl FnMut(RawFd) -> Result<(), i32>) -> Result<Result<(), i32>, Error> {
-    let fd = open_proc(Target::Current, b"maps").map_err(|errno| Error::proc_open(0, errno))?;
+/// Runs `f` on a descriptor of the target's maps opened for this call alone.
+fn with_fresh_maps(target: Target, mut f: impl FnMut(RawFd) -> Result<(), i32>) -> Result<Result<(), i32>, Error> {
+    let pid = match target {
+        Target::Current => 0,
+        Target::Pid(p) => p,
+    };
+    let fd = open_proc(target, b"maps").map_err(|errno| Error::proc_open(pid, errno))?;
     let r = f(fd);
     close(fd);
     Ok(r)
