@@ -17,6 +17,28 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crate::procfd::fstat_id;
 
+/// The keys of every record [`Record::to_json`] writes, in order (the
+/// schema in `docs/policy.md`).
+pub const RECORD_KEYS: [&str; 17] = [
+    "time",
+    "pid",
+    "tid",
+    "program",
+    "entry",
+    "addr",
+    "len",
+    "access",
+    "verdict",
+    "reason",
+    "file",
+    "mount",
+    "action",
+    "errno",
+    "errno_name",
+    "explain",
+    "decide_ns",
+];
+
 /// One registration, as the audit record tells it.
 #[derive(Debug, Clone, Default)]
 pub struct Record<'a> {
@@ -228,25 +250,7 @@ mod tests {
         };
         let line = r.to_json();
         assert!(line.ends_with("}\n") && line.matches('\n').count() == 1);
-        for key in [
-            "time",
-            "pid",
-            "tid",
-            "program",
-            "entry",
-            "addr",
-            "len",
-            "access",
-            "verdict",
-            "reason",
-            "file",
-            "mount",
-            "action",
-            "errno",
-            "errno_name",
-            "explain",
-            "decide_ns",
-        ] {
+        for key in RECORD_KEYS {
             assert!(line.contains(&format!("\"{key}\":")), "{key} missing in {line}");
         }
         assert!(line.contains(r#""file":"/mnt/pmem/da\"ta""#));

@@ -14,30 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use daxguard::audit::RECORD_KEYS;
 use serde_json::Value;
 
 mod common;
-
-/// Keys of every audit record, as `Record::to_json` in src/audit.rs writes them.
-const RECORD_KEYS: [&str; 17] = [
-    "time",
-    "pid",
-    "tid",
-    "program",
-    "entry",
-    "addr",
-    "len",
-    "access",
-    "verdict",
-    "reason",
-    "file",
-    "mount",
-    "action",
-    "errno",
-    "errno_name",
-    "explain",
-    "decide_ns",
-];
 
 /// Every entrypoints ENTRY the host can run with a fake pd.
 const ALL_ENTRIES: [&str; 7] = ["macro", "const", "iova", "iova2", "rereg", "dlopen", "dmabuf"];
