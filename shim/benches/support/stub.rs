@@ -7,7 +7,11 @@
 extern crate daxguard as _;
 
 use std::ffi::{CString, c_void};
+use std::hint::black_box;
 use std::process::Command;
+use std::time::Duration;
+
+use criterion::Criterion;
 
 pub type RegMrIova2 = unsafe extern "C" fn(*mut c_void, *mut c_void, usize, u64, u32) -> *mut c_void;
 
@@ -53,4 +57,40 @@ impl Stub {
         // SAFETY: a live global of the loaded stub; single-threaded benches.
         unsafe { self.calls.read_volatile() }
     }
+}
+
+/// Criterion group `group`: the stub called directly through a pointer (as
+/// the shim calls it), against the shim's export into the stub (`export_id`)
+/// on 4 KiB of heap memory, after checking that a call through the shim
+/// reaches the stub and returns its non-NULL answer. The shim reads its
+/// settings at that first call: set the environment before.
+#[allow(dead_code)] // memory.rs loads the stub without this
+pub fn export_against_direct(group: &str, export_id: &str) {
+    let stub = Stub::load();
+    let region = vec![0u8; 8192];
+    let addr = region.as_ptr() as *mut c_void;
+    let mut pd = [0u64; 32]; // the stub ignores it; the shim reads it only for ODP
+    let pd = pd.as_mut_ptr().cast();
+    let access = verbs_sys::IBV_ACCESS_LOCAL_WRITE;
+
+    let before = stub.calls();
+    // SAFETY: arguments as ibv_reg_mr(3) wants them; the stub ignores them.
+    let mr = unsafe { ibv_reg_mr_iova2(pd, addr, 4096, addr as u64, access) };
+    assert!(!mr.is_null(), "the shim must forward the stub's answer");
+    assert_eq!(stub.calls(), before + 1, "the shim did not reach the stub");
+
+    let mut c = Criterion::default().configure_from_args();
+    let mut g = c.benchmark_group(group);
+    g.sample_size(100).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    let direct = stub.reg;
+    g.bench_function("direct-stub", |b| {
+        // SAFETY: as above.
+        b.iter(|| unsafe { direct(black_box(pd), black_box(addr), 4096, addr as u64, access) })
+    });
+    g.bench_function(export_id, |b| {
+        // SAFETY: as above.
+        b.iter(|| unsafe { ibv_reg_mr_iova2(black_box(pd), black_box(addr), 4096, addr as u64, access) })
+    });
+    g.finish();
+    c.final_summary();
 }
