@@ -4,6 +4,12 @@
 STEP_PASSED=0
 STEP_FAILED=0
 FAILED_STEPS=()
+# Each step's output is also kept, so that the end of the run can repeat the
+# end of every failed step: CI shows the last lines, and a failure early in a
+# long run would otherwise scroll out of them.
+STEP_LOGS=''
+FAILED_LOGS=()
+STEP_TAIL_LINES=60
 
 die() {
 	echo "daxguard tests: $*" >&2
@@ -12,21 +18,31 @@ die() {
 
 # Runs one step, prints its time and result, and counts it.
 step() { # name command...
-	local name=$1 start=$SECONDS rc=0
+	local name=$1 start=$SECONDS rc=0 log
 	shift
+	[[ -n $STEP_LOGS ]] || STEP_LOGS=$(mktemp -d /tmp/daxguard-steps.XXXXXX)
+	log=$STEP_LOGS/$((STEP_PASSED + STEP_FAILED + 1)).log
 	printf '\n##### %s\n' "$name"
-	"$@" || rc=$?
+	"$@" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
 	if ((rc == 0)); then
 		STEP_PASSED=$((STEP_PASSED + 1))
 		printf '##### ok: %s (%d s)\n' "$name" $((SECONDS - start))
 	else
 		STEP_FAILED=$((STEP_FAILED + 1))
 		FAILED_STEPS+=("$name (exit $rc)")
+		FAILED_LOGS+=("$log")
 		printf '##### FAILED: %s (exit %d, %d s)\n' "$name" "$rc" $((SECONDS - start))
 	fi
 }
 
 finish() {
+	local i
+	for i in "${!FAILED_STEPS[@]}"; do
+		printf '\n##### the last %d lines of failed step: %s\n' "$STEP_TAIL_LINES" "${FAILED_STEPS[i]}"
+		tail -n "$STEP_TAIL_LINES" "${FAILED_LOGS[i]}"
+	done
+	[[ -z $STEP_LOGS ]] || rm -rf "$STEP_LOGS"
 	echo
 	((STEP_FAILED == 0)) || printf 'failed: %s\n' "${FAILED_STEPS[@]}"
 	echo "steps: $STEP_PASSED passed, $STEP_FAILED failed"
