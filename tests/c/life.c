@@ -357,7 +357,7 @@ static void case_closefrom(void)
 	char *anon = map_anon(NULL), *dax = map_dax(NULL), path[64], buf[sizeof(text)], what[80];
 	struct stat before[OURS + SHIMS], after;
 	struct ibv_pd *pd;
-	int fds[OURS + SHIMS], shim[SHIMS], nshim, nfds = OURS;
+	int fds[OURS + SHIMS], shim[SHIMS], nshim, nfds;
 
 	/* No device needed: the shim refuses fs-DAX before any provider. */
 	if (!g_forwarded)
@@ -367,10 +367,11 @@ static void case_closefrom(void)
 	nshim = shim_fds(shim);
 	if (nshim == 0)
 		failf("closefrom: the shim keeps descriptors", "none found in /proc/self/fd");
+	nfds = OURS + nshim;
 	closefrom(3);
-	/* The lowest free numbers, and (with dup2) the very numbers the shim's
+	/* The lowest free numbers, and (with dup3) the very numbers the shim's
 	 * descriptors had: a shim that trusted a number would now use our files. */
-	for (int i = 0; i < OURS + nshim; i++) {
+	for (int i = 0; i < nfds; i++) {
 		snprintf(path, sizeof(path), "/tmp/life-closefrom.%d.%d", (int)getpid(), i);
 		fds[i] = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (fds[i] >= 0 && i >= OURS && fds[i] != shim[i - OURS]) {
@@ -384,7 +385,6 @@ static void case_closefrom(void)
 			fatal(path);
 		unlink(path);
 	}
-	nfds = OURS + nshim;
 	pd = get_pd();
 	for (int round = 0; round < 3; round++) {
 		expect("closefrom: anon", pd, anon, g_want_anon);
