@@ -50,6 +50,45 @@ pub enum Evidence {
     NotVerifiable,
 }
 
+impl Evidence {
+    /// A short stable name, used in JSON (`docs/cli.md`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Evidence::Statx { .. } => "statx",
+            Evidence::CharDevice { .. } => "char_device",
+            Evidence::SharedMemory => "shared_memory",
+            Evidence::MountDaxAlways => "mount_dax_always",
+            Evidence::MountDaxNever => "mount_dax_never",
+            Evidence::FsTypeCannotDax => "fstype_cannot_dax",
+            Evidence::BlockDeviceNotDax => "block_device_not_dax",
+            Evidence::NotVerifiable => "not_verifiable",
+        }
+    }
+
+    /// How `statx` reached the file, for the evidence that comes from it.
+    pub fn via(self) -> Option<Via> {
+        match self {
+            Evidence::Statx { via } | Evidence::CharDevice { via } => Some(via),
+            _ => None,
+        }
+    }
+
+    /// The evidence in a few words, for people.
+    pub fn words(self) -> &'static str {
+        match self {
+            Evidence::Statx { via: Via::Path } => "statx STATX_ATTR_DAX",
+            Evidence::Statx { via: Via::MapFiles } => "statx STATX_ATTR_DAX via map_files",
+            Evidence::CharDevice { .. } => "a character device",
+            Evidence::SharedMemory => "shared memory (shmem, memfd)",
+            Evidence::MountDaxAlways => "mount option dax=always",
+            Evidence::MountDaxNever => "mount option dax=never",
+            Evidence::FsTypeCannotDax => "the filesystem type cannot do DAX",
+            Evidence::BlockDeviceNotDax => "the block device is not DAX-capable",
+            Evidence::NotVerifiable => "the file could not be examined",
+        }
+    }
+}
+
 /// How `statx` reached the mapped file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -57,6 +96,16 @@ pub enum Via {
     Path,
     /// `/proc/PID/map_files/START-END`, for deleted or unreachable files.
     MapFiles,
+}
+
+impl Via {
+    /// A short stable name, used in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Path => "path",
+            Via::MapFiles => "map_files",
+        }
+    }
 }
 
 /// The answer for one mapped file.
@@ -76,6 +125,9 @@ pub enum FileKind {
 pub struct FileVerdict {
     pub kind: FileKind,
     pub evidence: Evidence,
+    /// What `statx` said of `STATX_ATTR_DAX` for the mapped inode: `None` when
+    /// it was not asked, could not reach the inode, or the kernel is before 5.8.
+    pub statx_dax: Option<bool>,
 }
 
 /// The mount behind a file, as a person would want to see it.
@@ -95,6 +147,8 @@ pub struct FileInfo {
     pub dev: Dev,
     pub inode: u64,
     pub evidence: Evidence,
+    /// `STATX_ATTR_DAX` as the library's own `statx` saw it (see [`FileVerdict::statx_dax`]).
+    pub statx_dax: Option<bool>,
     pub mount: Option<MountInfo>,
 }
 
@@ -175,6 +229,17 @@ pub enum Verdict {
     FsDax { piece: usize },
     /// Piece `piece` may be fs-DAX and could not be verified.
     Unverified { piece: usize },
+}
+
+impl Verdict {
+    /// A short stable name, used in JSON and the audit record.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::FsDax { .. } => "fsdax",
+            Verdict::Unverified { .. } => "unverified",
+        }
+    }
 }
 
 impl Report {
@@ -404,6 +469,7 @@ fn file_kind(v: FileVerdict, vma: &Vma<'_>) -> Kind {
         dev: vma.dev,
         inode: vma.inode,
         evidence: v.evidence,
+        statx_dax: v.statx_dax,
         mount: None,
     };
     match v.kind {
@@ -489,13 +555,15 @@ fn fresh_table(pid: Option<i32>) -> MountTable {
 /// The `vma_is_fsdax()` question for one file-backed VMA, answered from the
 /// best evidence available.
 pub fn file_verdict(vma: &Vma<'_>, target: Target, shm_dev: Option<Dev>, mounts: &MountTable) -> FileVerdict {
-    let verdict = |kind, evidence| FileVerdict { kind, evidence };
+    let verdict = |kind, evidence| FileVerdict { kind, evidence, statx_dax: None };
     // Shared anonymous memory, memfd and SysV shm: tmpfs, never DAX.
     if shm_dev == Some(vma.dev) {
         return verdict(FileKind::Regular, Evidence::SharedMemory);
     }
     // The file itself is the truth, if we can reach the very inode mapped.
-    if let Some((st, via)) = stat_mapped_file(vma, target) {
+    let stat = stat_mapped_file(vma, target);
+    if let Some((st, via)) = stat {
+        let verdict = |kind, evidence| FileVerdict { kind, evidence, statx_dax: st.dax };
         if st.is_char_device() {
             // vma_is_fsdax(): "if (S_ISCHR(inode->i_mode)) return false; /* device-dax */"
             let kind = if sysfs::char_device_is_dax(st.rdev) { FileKind::DeviceDax } else { FileKind::CharDevice };

@@ -25,6 +25,9 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, in the order the docs list them.
+    pub const ALL: [Mode; 5] = [Mode::Enforce, Mode::Warn, Mode::Audit, Mode::Off, Mode::Odp];
+
     pub fn parse(s: &str) -> Option<Mode> {
         Some(match s {
             "enforce" => Mode::Enforce,
@@ -152,6 +155,25 @@ pub enum Rule {
     FsDax,
     /// May be fs-DAX and could not be verified: refused.
     Unverified,
+}
+
+impl Rule {
+    /// A short stable name, used in the audit record (`reason`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Off => "off",
+            Rule::OnDemand => "on_demand",
+            Rule::KernelJudges => "kernel_judges",
+            Rule::CannotInspect => "cannot_inspect",
+            Rule::NotFsDax => "not_fsdax",
+            Rule::UnverifiedAllowed => "unverified_allowed",
+            Rule::Audited => "audited",
+            Rule::Warned => "warned",
+            Rule::OdpRewrite => "odp_rewrite",
+            Rule::FsDax => "fsdax",
+            Rule::Unverified => "unverified",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -240,9 +240,7 @@ fn before(rt: &Runtime, call: &Call) -> Pre {
     let verdict = match &judged {
         None => "unchecked",
         Some(Err(_)) => "error",
-        Some(Ok(Verdict::Allow)) => "allow",
-        Some(Ok(Verdict::FsDax { .. })) => "fsdax",
-        Some(Ok(Verdict::Unverified { .. })) => "unverified",
+        Some(Ok(v)) => v.name(),
     };
     let speak = matches!(decision.rule, Rule::FsDax | Rule::Unverified | Rule::Warned | Rule::OdpRewrite);
     if speak && report.is_none() {
@@ -313,7 +311,7 @@ fn record(rt: &Runtime, call: &Call, pre: &Pre, action: &str, errno: i32) {
         len: call.len,
         access: call.access,
         verdict: pre.verdict,
-        reason: rule_name(pre.decision.rule),
+        reason: pre.decision.rule.name(),
         file: file.map(|f| f.path.as_path()),
         mount: file.map(explain::mount_words),
         action,
@@ -322,22 +320,6 @@ fn record(rt: &Runtime, call: &Call, pre: &Pre, action: &str, errno: i32) {
         decide_ns: pre.decide_ns,
     };
     sink.write(&rec.to_json());
-}
-
-pub(crate) fn rule_name(rule: Rule) -> &'static str {
-    match rule {
-        Rule::Off => "off",
-        Rule::OnDemand => "on_demand",
-        Rule::KernelJudges => "kernel_judges",
-        Rule::CannotInspect => "cannot_inspect",
-        Rule::NotFsDax => "not_fsdax",
-        Rule::UnverifiedAllowed => "unverified_allowed",
-        Rule::Audited => "audited",
-        Rule::Warned => "warned",
-        Rule::OdpRewrite => "odp_rewrite",
-        Rule::FsDax => "fsdax",
-        Rule::Unverified => "unverified",
-    }
 }
 
 #[cfg(test)]

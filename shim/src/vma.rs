@@ -76,6 +76,16 @@ pub enum Lookup {
     MapsText,
 }
 
+impl Lookup {
+    /// A short stable name, used in JSON and the audit record.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lookup::ProcmapQuery => "procmap_query",
+            Lookup::MapsText => "maps",
+        }
+    }
+}
+
 /// Which lookup path to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LookupChoice {

@@ -291,6 +291,7 @@ mod tests {
             dev: Dev { major: 259, minor: 0 },
             inode: 12,
             evidence: Evidence::Statx { via: Via::Path },
+            statx_dax: Some(true),
             mount: Some(MountInfo {
                 mount_point: "/mnt/pmem".into(),
                 fstype: "ext4".into(),
