@@ -5,6 +5,7 @@
 //! it can be found in the log of a big job far from the failing call.
 
 use crate::classify::{FileInfo, Kind, Piece, Report, Verdict};
+use crate::fsdax::writable_file_mapping_allowed;
 use crate::policy::Rule;
 
 /// A path as it goes into a one-line message: control characters (a newline
@@ -77,17 +78,13 @@ pub fn failure(entry: &str, addr: u64, len: u64, access: u32, errno: i32, report
     let head = format!("daxguard: {entry}({addr:#x}, {len}) failed with {}", errno_name(errno));
     let pieces: &[Piece] = report.map_or(&[], |r| &r.pieces);
     let odp = access & verbs_sys::IBV_ACCESS_ON_DEMAND != 0;
-    let writable = access
-        & (verbs_sys::IBV_ACCESS_LOCAL_WRITE
-            | verbs_sys::IBV_ACCESS_REMOTE_WRITE
-            | verbs_sys::IBV_ACCESS_REMOTE_ATOMIC)
-        != 0;
+    let writable = crate::verbs::ib_access_writable(access);
     let fsdax = pieces.iter().find_map(|p| match &p.kind {
         Kind::FsDax(f) => Some(f),
         _ => None,
     });
     let hole = pieces.iter().find(|p| matches!(p.kind, Kind::Hole) || p.prot.is_some_and(|pr| !pr.read && !pr.write));
-    let shared_file = pieces.iter().find(|p| matches!(p.kind, Kind::File(_)) && p.prot.is_some_and(|pr| pr.shared));
+    let shared_file = pieces.iter().find(|p| !writable_file_mapping_allowed(writable, p));
     let why = match errno {
         libc::EOPNOTSUPP | libc::EINVAL if odp => {
             "the device does not support on-demand paging (IBV_ACCESS_ON_DEMAND); check `ibv_devinfo -v` odp_caps"
@@ -106,7 +103,7 @@ pub fn failure(entry: &str, addr: u64, len: u64, access: u32, errno: i32, report
             let what = if matches!(p.kind, Kind::Hole) { "nothing is mapped" } else { "the pages are PROT_NONE" };
             format!("{what} at {:#x}-{:#x}; register only mapped, accessible memory", p.start, p.end)
         }
-        libc::EFAULT if writable && shared_file.is_some() => {
+        libc::EFAULT if shared_file.is_some() => {
             let f = shared_file.and_then(|p| p.kind.file()).map(|f| shown(&f.path)).unwrap_or_default();
             format!(
                 "Linux 6.5+ refuses writable long-term pins of shared page-cache file mappings ({f}); \

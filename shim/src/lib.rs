@@ -26,6 +26,7 @@ mod capi;
 mod classify;
 mod error;
 pub mod explain;
+pub mod fsdax;
 pub mod maps;
 pub mod mountinfo;
 #[cfg(feature = "interpose")]
@@ -43,6 +44,7 @@ mod state;
 pub mod statx;
 mod sys;
 pub mod sysfs;
+pub mod verbs;
 pub mod vma;
 
 pub use capi::{DAXGUARD_ERROR, DAXGUARD_FSDAX, DAXGUARD_OK, DAXGUARD_UNVERIFIED, daxguard_check};

@@ -13,12 +13,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use verbs_sys::{
-    IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_ON_DEMAND, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_WRITE, ibv_pd,
-};
+use verbs_sys::{IBV_ACCESS_ON_DEMAND, ibv_pd};
 
 use crate::audit::{Record, Sink};
-use crate::classify::{Kind, Report, Verdict, classify_with, judge};
+use crate::classify::{Report, Verdict, classify_with, judge};
 use crate::error::Error;
 use crate::policy::{Action, Decision, LogDest, Mode, Rule, Settings, decide};
 use crate::{Options, explain, odp, sys};
@@ -271,15 +269,15 @@ fn after_failure(rt: &Runtime, call: &Call, pre: &mut Pre, errno: i32) -> bool {
     if pre.report.is_none() {
         pre.report = classify_with(call.addr, call.len, Options { target: None, lookup: s.lookup }).ok();
     }
-    let writable = call.access & (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC) != 0;
-    let shared_file = pre.report.as_ref().is_some_and(|r| {
-        r.pieces.iter().any(|p| matches!(p.kind, Kind::File(_)) && p.prot.is_some_and(|pr| pr.shared))
-    });
+    let writable = crate::verbs::ib_access_writable(call.access);
+    let shared_file = pre
+        .report
+        .as_ref()
+        .is_some_and(|r| r.pieces.iter().any(|p| !crate::fsdax::writable_file_mapping_allowed(writable, p)));
     // SAFETY: as in `before`.
     #[allow(unsafe_code)]
     let retry = s.mode == Mode::Odp
         && errno == libc::EFAULT
-        && writable
         && shared_file
         && call.access & IBV_ACCESS_ON_DEMAND == 0
         && unsafe { odp::supported(call.pd) };
