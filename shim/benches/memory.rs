@@ -124,8 +124,8 @@ fn main() {
     // First use: opens /proc/self/maps and mountinfo, reads the mount table,
     // probes the shmem device, resolves the stub.
     let q = LookupChoice::ProcmapQuery;
-    assert_eq!(judge(addr, pg as u64, q).unwrap().0, Verdict::Allow);
-    assert_eq!(judge(faddr, pg as u64, q).unwrap().0, Verdict::Allow);
+    assert_eq!(judge(addr, pg as u64, q).unwrap().verdict, Verdict::Allow);
+    assert_eq!(judge(faddr, pg as u64, q).unwrap().verdict, Verdict::Allow);
     let calls0 = stub.calls();
     assert!(!reg().is_null());
     assert_eq!(stub.calls(), calls0 + 1, "the shim did not forward");

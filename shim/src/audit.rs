@@ -15,7 +15,9 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
-use crate::procfd::fstat_id;
+use crate::sys::Errno;
+use crate::sys::lock::try_lock_briefly;
+use crate::sys::procfd::fstat_id;
 
 /// The keys of every record [`Record::to_json`] writes, in order (the
 /// schema in `docs/policy.md`).
@@ -97,7 +99,7 @@ impl Record<'_> {
     }
 }
 
-/// The program's name, from `/proc/self/comm`-like `program_invocation_short_name`.
+/// The program's name: the last path component of `argv[0]`.
 fn program() -> String {
     std::env::args_os()
         .next()
@@ -158,8 +160,8 @@ pub struct LogFile {
 impl Sink {
     /// Opens the log file for appending: `O_NOFOLLOW` so a planted symlink
     /// cannot redirect it, created 0600 because records name files.
-    pub fn open_file(path: &std::path::Path) -> Result<Sink, i32> {
-        let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
+    pub fn open_file(path: &std::path::Path) -> Result<Sink, Errno> {
+        let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
         let (fd, (dev, ino)) = open_log(&path)?;
         let (fd, dev, ino) = (AtomicI32::new(fd), AtomicU64::new(dev), AtomicU64::new(ino));
         Ok(Sink::File(LogFile { path, fd, dev, ino, reopen: std::sync::Mutex::new(()) }))
@@ -198,7 +200,7 @@ impl LogFile {
     /// old number is left to its new owner.
     fn reopened(&self) -> Option<RawFd> {
         // Never wait long: a lock inherited held across fork must not hang the child.
-        let _g = crate::state::try_lock_briefly(&self.reopen)?;
+        let _g = try_lock_briefly(&self.reopen)?;
         if let Some(fd) = self.ours() {
             return Some(fd); // another thread reopened it meanwhile
         }
@@ -210,12 +212,12 @@ impl LogFile {
     }
 }
 
-fn open_log(path: &CString) -> Result<(RawFd, (u64, u64)), i32> {
+fn open_log(path: &CString) -> Result<(RawFd, (u64, u64)), Errno> {
     let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW;
     // SAFETY: NUL-terminated path; mode passed as the variadic argument.
     let fd = unsafe { libc::open(path.as_ptr(), flags, 0o600 as libc::c_uint) };
     if fd < 0 {
-        return Err(crate::sys::errno());
+        return Err(Errno::last());
     }
     Ok((fd, fstat_id(fd).unwrap_or((0, 0))))
 }
@@ -272,7 +274,7 @@ mod tests {
         let link = dir.join("link");
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&log, &link).unwrap();
-        assert_eq!(Sink::open_file(&link).unwrap_err(), libc::ELOOP);
+        assert_eq!(Sink::open_file(&link).unwrap_err(), Errno::from_raw(libc::ELOOP));
         // Our descriptor closed and its number reused by someone else's file:
         // the record goes to the log, not to their file.
         let Sink::File(f) = &sink else { unreachable!() };

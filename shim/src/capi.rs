@@ -9,9 +9,11 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::catch_unwind;
 
-use crate::classify::{Verdict, classify};
 use crate::explain;
+use crate::judge::classify;
 use crate::policy::Rule;
+use crate::report::Verdict;
+use crate::sys::Errno;
 
 /// Registrable: no piece is fs-DAX.
 pub const DAXGUARD_OK: c_int = 0;
@@ -35,19 +37,21 @@ pub const DAXGUARD_ERROR: c_int = -1;
 pub unsafe extern "C" fn daxguard_check(addr: *const c_void, len: usize, why: *mut c_char, why_len: usize) -> c_int {
     let (rc, text, errno) = catch_unwind(|| match classify(addr as u64, len as u64) {
         Ok(r) => match r.verdict() {
-            Verdict::Allow => (DAXGUARD_OK, String::new(), 0),
-            Verdict::FsDax { .. } => {
-                (DAXGUARD_FSDAX, explain::refusal("daxguard_check", addr as u64, len as u64, Some(&r), Rule::FsDax), 0)
-            }
+            Verdict::Allow => (DAXGUARD_OK, String::new(), Errno::from_raw(0)),
+            Verdict::FsDax { .. } => (
+                DAXGUARD_FSDAX,
+                explain::refusal("daxguard_check", addr as u64, len as u64, r.culprit(), Rule::FsDax),
+                Errno::from_raw(0),
+            ),
             Verdict::Unverified { .. } => (
                 DAXGUARD_UNVERIFIED,
-                explain::refusal("daxguard_check", addr as u64, len as u64, Some(&r), Rule::Unverified),
-                0,
+                explain::refusal("daxguard_check", addr as u64, len as u64, r.culprit(), Rule::Unverified),
+                Errno::from_raw(0),
             ),
         },
         Err(e) => (DAXGUARD_ERROR, format!("daxguard: cannot check: {e}"), e.errno()),
     })
-    .unwrap_or((DAXGUARD_ERROR, "daxguard: internal error".into(), libc::EIO));
+    .unwrap_or((DAXGUARD_ERROR, "daxguard: internal error".into(), Errno::EIO));
     if !why.is_null() && why_len > 0 {
         let n = text.len().min(why_len - 1);
         // SAFETY: the caller gives `why_len` writable bytes; we write n + 1 <= why_len.
@@ -57,7 +61,7 @@ pub unsafe extern "C" fn daxguard_check(addr: *const c_void, len: usize, why: *m
         }
     }
     if rc == DAXGUARD_ERROR {
-        crate::sys::set_errno(errno);
+        errno.set();
     }
     rc
 }

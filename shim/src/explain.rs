@@ -4,9 +4,11 @@
 //! Every line starts with `daxguard: ` and names the entry point and range, so
 //! it can be found in the log of a big job far from the failing call.
 
-use crate::classify::{FileInfo, Kind, Piece, Report, Verdict};
 use crate::fsdax::writable_file_mapping_allowed;
 use crate::policy::Rule;
+use crate::report::{FileInfo, Kind, Piece, Report};
+use crate::sys::Errno;
+use crate::types::Pin;
 
 /// A path as it goes into a one-line message: control characters (a newline
 /// in a file name could split the line or forge another) are written as
@@ -23,15 +25,6 @@ pub fn shown(path: &std::path::Path) -> String {
     out
 }
 
-/// The fs-DAX (or unverifiable) file behind `verdict`, if the report has it.
-fn culprit(report: &Report, verdict: Verdict) -> Option<&FileInfo> {
-    let piece = match verdict {
-        Verdict::FsDax { piece } | Verdict::Unverified { piece } => piece,
-        Verdict::Allow => return None,
-    };
-    report.pieces.get(piece).and_then(|p| p.kind.file())
-}
-
 /// `ext4 on /dev/pmem0, dax=always` - where a file lives, in a few words.
 pub fn mount_words(info: &FileInfo) -> String {
     let Some(m) = &info.mount else {
@@ -43,10 +36,10 @@ pub fn mount_words(info: &FileInfo) -> String {
 
 /// The refusal line, e.g. `daxguard: refused ibv_reg_mr_iova2(0x7f3a00000000, 2097152):
 /// /mnt/pmem/data is on filesystem-DAX (ext4 on /dev/pmem0 at /mnt/pmem, dax=always); ...`.
-pub fn refusal(entry: &str, addr: u64, len: u64, report: Option<&Report>, rule: Rule) -> String {
+/// `culprit` is the file behind the verdict ([`Report::culprit`], or what `judge` found).
+pub fn refusal(entry: &str, addr: u64, len: u64, culprit: Option<&FileInfo>, rule: Rule) -> String {
     let head = format!("daxguard: refused {entry}({addr:#x}, {len})");
-    let file = report.and_then(|r| culprit(r, r.verdict()));
-    let cause = match (rule, file) {
+    let cause = match (rule, culprit) {
         (Rule::Unverified, Some(f)) => format!(
             "could not verify that {} is not on filesystem-DAX ({}; {:?}); set DAXGUARD_UNKNOWN=allow to register it anyway",
             shown(&f.path),
@@ -67,26 +60,24 @@ pub fn refusal(entry: &str, addr: u64, len: u64, report: Option<&Report>, rule: 
 }
 
 /// The line for `warn` mode: what would have been refused.
-pub fn warning(entry: &str, addr: u64, len: u64, report: Option<&Report>, rule: Rule) -> String {
-    let refusal = refusal(entry, addr, len, report, rule);
+pub fn warning(entry: &str, addr: u64, len: u64, culprit: Option<&FileInfo>, rule: Rule) -> String {
+    let refusal = refusal(entry, addr, len, culprit, rule);
     let rest = refusal.strip_prefix("daxguard: refused ").unwrap_or(&refusal);
     format!("daxguard: warning: would refuse {rest} (DAXGUARD_MODE=warn: forwarded)")
 }
 
-/// Why a forwarded registration failed with `errno`, as far as it can be known.
-pub fn failure(entry: &str, addr: u64, len: u64, access: u32, errno: i32, report: Option<&Report>) -> String {
+/// Why a forwarded registration that asked for `pin` failed with `errno`, as far as it can be known.
+pub fn failure(entry: &str, addr: u64, len: u64, pin: Pin, errno: i32, report: Option<&Report>) -> String {
     let head = format!("daxguard: {entry}({addr:#x}, {len}) failed with {}", errno_name(errno));
     let pieces: &[Piece] = report.map_or(&[], |r| &r.pieces);
-    let odp = access & verbs_sys::IBV_ACCESS_ON_DEMAND != 0;
-    let writable = crate::verbs::ib_access_writable(access);
     let fsdax = pieces.iter().find_map(|p| match &p.kind {
         Kind::FsDax(f) => Some(f),
         _ => None,
     });
     let hole = pieces.iter().find(|p| matches!(p.kind, Kind::Hole) || p.prot.is_some_and(|pr| !pr.read && !pr.write));
-    let shared_file = pieces.iter().find(|p| !writable_file_mapping_allowed(writable, p));
+    let shared_file = pieces.iter().find(|p| !writable_file_mapping_allowed(pin.write, p));
     let why = match errno {
-        libc::EOPNOTSUPP | libc::EINVAL if odp => {
+        libc::EOPNOTSUPP | libc::EINVAL if pin.on_demand => {
             "the device does not support on-demand paging (IBV_ACCESS_ON_DEMAND); check `ibv_devinfo -v` odp_caps"
                 .into()
         }
@@ -104,7 +95,7 @@ pub fn failure(entry: &str, addr: u64, len: u64, access: u32, errno: i32, report
             format!("{what} at {:#x}-{:#x}; register only mapped, accessible memory", p.start, p.end)
         }
         libc::EFAULT if shared_file.is_some() => {
-            let f = shared_file.and_then(|p| p.kind.file()).map(|f| shown(&f.path)).unwrap_or_default();
+            let f = shared_file.and_then(|p| p.kind.file_info()).map(|f| shown(&f.path)).unwrap_or_default();
             format!(
                 "Linux 6.5+ refuses writable long-term pins of shared page-cache file mappings ({f}); \
                  register it read-only, map it MAP_PRIVATE, or use anonymous memory"
@@ -133,33 +124,20 @@ fn memlock_words(len: u64) -> String {
     }
 }
 
-/// `EOPNOTSUPP`, `EFAULT`, ... for the errnos registrations meet; the number otherwise.
+/// `EOPNOTSUPP`, `EFAULT`, ... for the errnos registrations meet; `errno N` otherwise.
 pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        0 => "0",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::EFAULT => "EFAULT",
-        libc::EINVAL => "EINVAL",
-        libc::ENOMEM => "ENOMEM",
-        libc::EPERM => "EPERM",
-        libc::EACCES => "EACCES",
-        libc::ENOSYS => "ENOSYS",
-        libc::ENODEV => "ENODEV",
-        libc::EAGAIN => "EAGAIN",
-        libc::EBUSY => "EBUSY",
-        libc::ENOENT => "ENOENT",
-        libc::EIO => "EIO",
-        libc::ENXIO => "ENXIO",
-        _ => return format!("errno {errno}"),
-    };
-    name.to_string()
+    match Errno::from_raw(errno).name() {
+        Some(name) => name.to_string(),
+        None if errno == 0 => "0".to_string(),
+        None => format!("errno {errno}"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{Evidence, MountInfo, Piece, Prot, Via};
-    use crate::vma::{Dev, Lookup};
+    use crate::report::{Evidence, MountInfo, Piece, Prot, Via};
+    use crate::types::{Dev, Lookup};
 
     fn dax_report() -> Report {
         let info = FileInfo {
@@ -187,7 +165,7 @@ mod tests {
     #[test]
     fn refusal_names_range_file_mount_and_remedy() {
         let r = dax_report();
-        let line = refusal("ibv_reg_mr_iova2", 0x7f3a00000000, 2097152, Some(&r), Rule::FsDax);
+        let line = refusal("ibv_reg_mr_iova2", 0x7f3a00000000, 2097152, r.culprit(), Rule::FsDax);
         assert_eq!(
             line,
             "daxguard: refused ibv_reg_mr_iova2(0x7f3a00000000, 2097152): /mnt/pmem/data is on filesystem-DAX \
@@ -195,7 +173,7 @@ mod tests {
              IBV_ACCESS_ON_DEMAND"
         );
         assert!(
-            warning("ibv_reg_mr", 1, 2, Some(&r), Rule::FsDax)
+            warning("ibv_reg_mr", 1, 2, r.culprit(), Rule::FsDax)
                 .starts_with("daxguard: warning: would refuse ibv_reg_mr(0x1, 2): /mnt/pmem/data")
         );
     }
@@ -206,7 +184,7 @@ mod tests {
         if let Kind::FsDax(f) = &mut r.pieces[0].kind {
             f.path = "/mnt/pmem/a\ndaxguard: forged\tx".into();
         }
-        let line = refusal("ibv_reg_mr", 1, 2, Some(&r), Rule::FsDax);
+        let line = refusal("ibv_reg_mr", 1, 2, r.culprit(), Rule::FsDax);
         assert!(!line.contains('\n') && !line.contains('\t'), "{line}");
         assert!(line.contains("/mnt/pmem/a\\012daxguard: forged\\011x is on filesystem-DAX"), "{line}");
     }
@@ -214,16 +192,17 @@ mod tests {
     #[test]
     fn failures_are_explained() {
         let r = dax_report();
-        let f = failure("ibv_reg_mr", 1, 2, 1, libc::EOPNOTSUPP, Some(&r));
+        let pinned = Pin { write: true, on_demand: false };
+        let f = failure("ibv_reg_mr", 1, 2, pinned, libc::EOPNOTSUPP, Some(&r));
         assert!(
             f.contains("EOPNOTSUPP: the kernel refuses long-term pins of filesystem-DAX memory: /mnt/pmem/data"),
             "{f}"
         );
-        let f = failure("ibv_reg_mr", 1, 2, verbs_sys::IBV_ACCESS_ON_DEMAND, libc::EINVAL, None);
+        let f = failure("ibv_reg_mr", 1, 2, Pin { on_demand: true, ..pinned }, libc::EINVAL, None);
         assert!(f.contains("on-demand paging"), "{f}");
-        let f = failure("ibv_reg_mr", 1, 1 << 30, 1, libc::ENOMEM, None);
+        let f = failure("ibv_reg_mr", 1, 1 << 30, pinned, libc::ENOMEM, None);
         assert!(f.contains("asked for 1073741824 bytes with RLIMIT_MEMLOCK"), "{f}");
         let hole = Report { pieces: vec![Piece { start: 0, end: 4096, kind: Kind::Hole, prot: None }], ..dax_report() };
-        assert!(failure("x", 0, 1, 1, libc::EFAULT, Some(&hole)).contains("nothing is mapped at 0x0-0x1000"));
+        assert!(failure("x", 0, 1, pinned, libc::EFAULT, Some(&hole)).contains("nothing is mapped at 0x0-0x1000"));
     }
 }

@@ -1,57 +1,70 @@
-//! daxguard: refuse RDMA registrations of filesystem-DAX memory before the
-//! provider is called, and say which file and mount caused it.
+//! daxguard: refuse long-term pins (RDMA registrations first) of
+//! filesystem-DAX memory before the provider is called, and say which file
+//! and mount caused it.
 //!
 //! Linux refuses long-term pins (`FOLL_LONGTERM`, what `ibv_reg_mr` does) of
 //! fs-DAX memory with `EOPNOTSUPP`, because the pages are the file's blocks
 //! and the filesystem must be free to reuse them. This crate answers the same
 //! question in userspace:
 //!
-//! - [`classify`] walks the VMAs that `[addr, addr + len)` spans and returns a
-//!   [`Report`] of every piece: anonymous, fs-DAX, device-DAX, other file,
-//!   special, or hole, with the evidence and mount for files.
-//! - [`judge`] answers only the [`Verdict`], without allocating: the hot path.
+//! - [`judge`] walks the VMAs that `[addr, addr + len)` spans and returns the
+//!   [`Verdict`] and the culprit file, without allocating on anonymous
+//!   memory: the hot path. [`classify`] returns the full [`Report`] of every
+//!   piece: anonymous, fs-DAX, device-DAX, other file, special, or hole.
+//! - [`fsdax::examine`] is the predicate behind each file, `vma_is_fsdax()`'s twin.
 //! - [`check`] is the one-call API for Rust programs; [`register`] wraps a
 //!   guarded `ibv_reg_mr` over a raw `ibv_pd` from any binding.
 //! - With the `interpose` feature (on by default), the crate exports
 //!   `ibv_reg_mr` and friends: `libdaxguard.so` for `LD_PRELOAD`, or linked
 //!   into a Rust program to guard its own registrations.
 //!
-//! Lookups use `ioctl(PROCMAP_QUERY)` (Linux 6.11+) or stream `/proc/self/maps`;
-//! files are judged by `statx(STATX_ATTR_DAX)`, then `map_files`, then the
-//! mount's options and the block device's `queue/dax`.
+//! Lookups use `ioctl(PROCMAP_QUERY)` (Linux 6.11+) or stream `/proc/self/maps`
+//! ([`lookup`]); files are judged by `statx(STATX_ATTR_DAX)`, then
+//! `map_files`, then the mount's options and the block device's `queue/dax`.
+//! `docs/design.md` has the map of the modules.
 #![deny(unsafe_code)]
 
-pub mod audit;
-mod capi;
-mod classify;
+// The shared types and the system layer: they import nothing above them.
 mod error;
-pub mod explain;
-pub mod fsdax;
+mod sys;
+mod types;
+
+// Kernel interfaces: one module per file or call.
 pub mod maps;
 pub mod mountinfo;
-#[cfg(feature = "interpose")]
-mod odp;
-pub mod policy;
-#[cfg(feature = "interpose")]
-mod preload;
-mod procfd;
 pub mod procmap_query;
-mod register;
-mod resolve;
-#[cfg(feature = "interpose")]
-mod runtime;
-mod state;
 pub mod statx;
-mod sys;
 pub mod sysfs;
+
+// Looking, judging, deciding, saying.
+pub mod audit;
+mod cache;
+pub mod explain;
+pub mod fsdax;
+mod judge;
+pub mod lookup;
+pub mod policy;
+mod report;
+pub mod settings;
+
+// Interception and the consumers.
+mod capi;
+#[cfg(feature = "interpose")]
+mod guard;
+mod intercept;
 pub mod verbs;
-pub mod vma;
 
 pub use capi::{DAXGUARD_ERROR, DAXGUARD_FSDAX, DAXGUARD_OK, DAXGUARD_UNVERIFIED, daxguard_check};
-pub use classify::{
-    Evidence, FileInfo, FileKind, FileVerdict, Kind, MountInfo, Options, Piece, Prot, Report, Verdict, Via, classify,
-    classify_with, file_verdict, judge, page_range,
-};
 pub use error::Error;
-pub use register::{CheckError, RegisterError, check, register};
-pub use vma::{Dev, Lookup, LookupChoice, Target};
+pub use judge::{Judgement, Options, classify, classify_with, judge, page_range};
+pub use report::{Evidence, FileInfo, FileKind, Finding, Kind, MountInfo, Piece, Prot, Report, Verdict, Via};
+pub use sys::Errno;
+pub use types::{Dev, Lookup, LookupChoice, Pin, Target, Vma};
+pub use verbs::register::{CheckError, RegisterError, check, register};
+
+/// The lookup types' former home, kept for existing users.
+#[doc(hidden)]
+pub mod vma {
+    pub use crate::lookup::{preferred_lookup, procmap_query_supported};
+    pub use crate::types::{Dev, Lookup, LookupChoice, Target, Vma};
+}

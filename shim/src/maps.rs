@@ -9,7 +9,7 @@
 //! - [proc_pid_maps(5)](https://man7.org/linux/man-pages/man5/proc_pid_maps.5.html)
 //! - `show_map_vma()` in the kernel's `fs/proc/task_mmu.c`
 
-use crate::vma::{Dev, Vma};
+use crate::types::{Dev, Vma};
 
 /// One parsed maps line; `name` borrows the (still escaped) pathname field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 //! - `show_mountinfo()` and `mangle()` in the kernel's `fs/proc_namespace.c`
 //! - Documentation/filesystems/dax.rst (the `dax`, `dax=always|never|inode` options)
 
-use crate::vma::Dev;
+use crate::types::Dev;
 
 /// One mount, with octal escapes (`\040` and friends) undone.
 #[derive(Debug, Clone, PartialEq, Eq)]

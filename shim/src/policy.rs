@@ -1,125 +1,13 @@
-//! Settings (read once from the environment) and the decision for one registration.
+//! The decision for one registration.
 //!
 //! [`decide`] is a flat run of one-condition early returns, the most absolute
 //! first, in the manner of `check_vma_flags()` in `mm/gup.c`: the result says
 //! which rule fired, so logs and messages can name it.
 
-use crate::classify::Verdict;
 use crate::error::Error;
-use crate::vma::LookupChoice;
-
-/// `DAXGUARD_MODE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// Refuse fs-DAX ranges (the default).
-    #[default]
-    Enforce,
-    /// Say what would have been refused, forward anyway.
-    Warn,
-    /// Forward everything; write only the audit record.
-    Audit,
-    /// Forward with no lookups at all.
-    Off,
-    /// Re-register fs-DAX ranges with `IBV_ACCESS_ON_DEMAND` where the device can.
-    Odp,
-}
-
-impl Mode {
-    /// Every mode, in the order the docs list them.
-    pub const ALL: [Mode; 5] = [Mode::Enforce, Mode::Warn, Mode::Audit, Mode::Off, Mode::Odp];
-
-    pub fn parse(s: &str) -> Option<Mode> {
-        Some(match s {
-            "enforce" => Mode::Enforce,
-            "warn" => Mode::Warn,
-            "audit" => Mode::Audit,
-            "off" => Mode::Off,
-            "odp" => Mode::Odp,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Warn => "warn",
-            Mode::Audit => "audit",
-            Mode::Off => "off",
-            Mode::Odp => "odp",
-        }
-    }
-}
-
-/// Where audit records go (`DAXGUARD_LOG`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum LogDest {
-    #[default]
-    None,
-    File(std::path::PathBuf),
-    Syslog,
-}
-
-/// Everything configurable, with the defaults a user gets without settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Settings {
-    pub mode: Mode,
-    /// `DAXGUARD_UNKNOWN=allow`: forward ranges that may be fs-DAX but could not be verified.
-    pub allow_unverified: bool,
-    pub log: LogDest,
-    /// `DAXGUARD_QUIET=1`: nothing on stderr.
-    pub quiet: bool,
-    /// `DAXGUARD_STATS=1`: one summary line at exit.
-    pub stats: bool,
-    /// `DAXGUARD_LOOKUP=auto|query|maps`: force a lookup path (tests, benchmarks).
-    pub lookup: LookupChoice,
-}
-
-impl Settings {
-    /// Reads the `DAXGUARD_*` variables through `get`. Invalid values keep the
-    /// default and yield one complaint each; a typo never stops the program.
-    pub fn parse(get: impl Fn(&str) -> Option<String>) -> (Settings, Vec<String>) {
-        let mut s = Settings::default();
-        let mut complaints = Vec::new();
-        let mut bad = |var: &str, val: &str, allowed: &str| {
-            complaints.push(format!("ignoring {var}={val:?} (expected {allowed})"));
-        };
-        if let Some(v) = get("DAXGUARD_MODE") {
-            match Mode::parse(&v) {
-                Some(m) => s.mode = m,
-                None => bad("DAXGUARD_MODE", &v, "enforce, warn, audit, off or odp; using enforce"),
-            }
-        }
-        if let Some(v) = get("DAXGUARD_UNKNOWN") {
-            match v.as_str() {
-                "refuse" => s.allow_unverified = false,
-                "allow" => s.allow_unverified = true,
-                _ => bad("DAXGUARD_UNKNOWN", &v, "refuse or allow; using refuse"),
-            }
-        }
-        match get("DAXGUARD_LOG").as_deref() {
-            None | Some("") => {}
-            Some("syslog") => s.log = LogDest::Syslog,
-            Some(p) if p.starts_with('/') => s.log = LogDest::File(p.into()),
-            Some(p) => bad("DAXGUARD_LOG", p, "an absolute path or syslog; not logging"),
-        }
-        for (var, flag) in [("DAXGUARD_QUIET", &mut s.quiet), ("DAXGUARD_STATS", &mut s.stats)] {
-            match get(var).as_deref() {
-                None | Some("" | "0") => {}
-                Some("1") => *flag = true,
-                Some(v) => bad(var, v, "0 or 1"),
-            }
-        }
-        if let Some(v) = get("DAXGUARD_LOOKUP") {
-            match v.as_str() {
-                "auto" => s.lookup = LookupChoice::Auto,
-                "query" => s.lookup = LookupChoice::ProcmapQuery,
-                "maps" => s.lookup = LookupChoice::MapsText,
-                _ => bad("DAXGUARD_LOOKUP", &v, "auto, query or maps; using auto"),
-            }
-        }
-        (s, complaints)
-    }
-}
+use crate::report::Verdict;
+pub use crate::settings::{LogDest, Mode, Settings};
+use crate::types::Pin;
 
 /// What to do with one registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,12 +70,12 @@ pub struct Decision {
     pub rule: Rule,
 }
 
-/// The decision for a registration with `access` flags whose range was judged
+/// The decision for a pin asked as `pin` whose range was judged
 /// `judged` (`None` when no lookup was made because of the mode or ODP).
 /// `device_odp` is asked only in `odp` mode, and only for fs-DAX ranges.
 pub fn decide(
     settings: &Settings,
-    access: u32,
+    pin: Pin,
     judged: Option<&Result<Verdict, Error>>,
     device_odp: impl FnOnce() -> bool,
 ) -> Decision {
@@ -195,7 +83,7 @@ pub fn decide(
     if settings.mode == Mode::Off {
         return d(Action::Forward, Rule::Off);
     }
-    if access & verbs_sys::IBV_ACCESS_ON_DEMAND != 0 {
+    if pin.on_demand {
         return d(Action::Forward, Rule::OnDemand);
     }
     let verdict = match judged {
@@ -223,50 +111,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-    }
-
-    #[test]
-    fn defaults_without_settings() {
-        let (s, c) = Settings::parse(env(&[]));
-        assert_eq!(s, Settings::default());
-        assert_eq!(s.mode, Mode::Enforce);
-        assert!(!s.allow_unverified && c.is_empty());
-    }
-
-    #[test]
-    fn every_setting() {
-        let (s, c) = Settings::parse(env(&[
-            ("DAXGUARD_MODE", "odp"),
-            ("DAXGUARD_UNKNOWN", "allow"),
-            ("DAXGUARD_LOG", "/var/log/dg.jsonl"),
-            ("DAXGUARD_QUIET", "1"),
-            ("DAXGUARD_STATS", "1"),
-            ("DAXGUARD_LOOKUP", "maps"),
-        ]));
-        assert!(c.is_empty(), "{c:?}");
-        assert_eq!(s.mode, Mode::Odp);
-        assert!(s.allow_unverified && s.quiet && s.stats);
-        assert_eq!(s.log, LogDest::File("/var/log/dg.jsonl".into()));
-        assert_eq!(s.lookup, LookupChoice::MapsText);
-        assert_eq!(Settings::parse(env(&[("DAXGUARD_LOG", "syslog")])).0.log, LogDest::Syslog);
-    }
-
-    #[test]
-    fn typos_keep_defaults_and_complain_once_each() {
-        let (s, c) = Settings::parse(env(&[
-            ("DAXGUARD_MODE", "enforcing"),
-            ("DAXGUARD_UNKNOWN", "yes"),
-            ("DAXGUARD_LOG", "relative.log"),
-            ("DAXGUARD_QUIET", "true"),
-        ]));
-        assert_eq!(s, Settings::default());
-        assert_eq!(c.len(), 4);
-        assert!(c[0].contains("DAXGUARD_MODE=\"enforcing\""), "{}", c[0]);
-    }
+    use crate::settings::Settings;
 
     #[test]
     fn decisions() {
@@ -274,23 +119,24 @@ mod tests {
         let fsdax: Result<Verdict, Error> = Ok(Verdict::FsDax { piece: 0 });
         let unver: Result<Verdict, Error> = Ok(Verdict::Unverified { piece: 0 });
         let allow: Result<Verdict, Error> = Ok(Verdict::Allow);
-        let noproc: Result<Verdict, Error> = Err(Error::ProcOpen { pid: 0, errno: libc::ENOENT });
-        let odp = verbs_sys::IBV_ACCESS_ON_DEMAND;
-        let dec = |s: &Settings, a, j: &Result<Verdict, Error>, dev| decide(s, a, Some(j), || dev);
+        let noproc: Result<Verdict, Error> = Err(Error::ProcOpen { pid: 0, errno: crate::sys::Errno::ENOENT });
+        let pinned = Pin { write: true, on_demand: false };
+        let odp = Pin { on_demand: true, ..pinned };
+        let dec = |s: &Settings, p, j: &Result<Verdict, Error>, dev| decide(s, p, Some(j), || dev);
         let e = with(Mode::Enforce);
-        assert_eq!(dec(&e, 1, &fsdax, false).rule, Rule::FsDax);
-        assert_eq!(dec(&e, 1, &fsdax, false).action, Action::Refuse);
-        assert_eq!(dec(&e, 1 | odp, &fsdax, false).rule, Rule::OnDemand);
-        assert_eq!(dec(&e, 1, &allow, false).rule, Rule::NotFsDax);
-        assert_eq!(dec(&e, 1, &unver, false).rule, Rule::Unverified);
-        assert_eq!(dec(&e, 1, &noproc, false), Decision { action: Action::Forward, rule: Rule::CannotInspect });
+        assert_eq!(dec(&e, pinned, &fsdax, false).rule, Rule::FsDax);
+        assert_eq!(dec(&e, pinned, &fsdax, false).action, Action::Refuse);
+        assert_eq!(dec(&e, odp, &fsdax, false).rule, Rule::OnDemand);
+        assert_eq!(dec(&e, pinned, &allow, false).rule, Rule::NotFsDax);
+        assert_eq!(dec(&e, pinned, &unver, false).rule, Rule::Unverified);
+        assert_eq!(dec(&e, pinned, &noproc, false), Decision { action: Action::Forward, rule: Rule::CannotInspect });
         let lax = Settings { allow_unverified: true, ..Default::default() };
-        assert_eq!(dec(&lax, 1, &unver, false).rule, Rule::UnverifiedAllowed);
-        assert_eq!(dec(&with(Mode::Warn), 1, &fsdax, false).action, Action::Forward);
-        assert_eq!(dec(&with(Mode::Audit), 1, &fsdax, false).rule, Rule::Audited);
-        assert_eq!(dec(&with(Mode::Odp), 1, &fsdax, true).action, Action::RewriteOdp);
-        assert_eq!(dec(&with(Mode::Odp), 1, &fsdax, false).action, Action::Refuse);
-        assert_eq!(dec(&with(Mode::Odp), 1, &unver, true).action, Action::Refuse);
-        assert_eq!(decide(&with(Mode::Off), 1, None, || true).rule, Rule::Off);
+        assert_eq!(dec(&lax, pinned, &unver, false).rule, Rule::UnverifiedAllowed);
+        assert_eq!(dec(&with(Mode::Warn), pinned, &fsdax, false).action, Action::Forward);
+        assert_eq!(dec(&with(Mode::Audit), pinned, &fsdax, false).rule, Rule::Audited);
+        assert_eq!(dec(&with(Mode::Odp), pinned, &fsdax, true).action, Action::RewriteOdp);
+        assert_eq!(dec(&with(Mode::Odp), pinned, &fsdax, false).action, Action::Refuse);
+        assert_eq!(dec(&with(Mode::Odp), pinned, &unver, true).action, Action::Refuse);
+        assert_eq!(decide(&with(Mode::Off), pinned, None, || true).rule, Rule::Off);
     }
 }

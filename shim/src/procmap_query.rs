@@ -18,7 +18,8 @@
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
-use crate::vma::{Dev, Vma};
+use crate::sys::Errno;
+use crate::types::{Dev, Vma};
 
 /// `struct procmap_query` from `<linux/fs.h>`.
 #[repr(C)]
@@ -61,7 +62,7 @@ const COVERING_OR_NEXT_VMA: u64 = 0x10;
 ///
 /// # Errors
 /// The ioctl's errno: `ENOTTY` before Linux 6.11, `EBADF` on a closed descriptor.
-pub fn query(fd: RawFd, addr: u64, name_buf: &mut [MaybeUninit<u8>]) -> Result<Option<Vma<'_>>, i32> {
+pub fn query(fd: RawFd, addr: u64, name_buf: &mut [MaybeUninit<u8>]) -> Result<Option<Vma<'_>>, Errno> {
     let mut q = ProcmapQuery {
         size: std::mem::size_of::<ProcmapQuery>() as u64,
         query_flags: COVERING_OR_NEXT_VMA,
@@ -75,8 +76,8 @@ pub fn query(fd: RawFd, addr: u64, name_buf: &mut [MaybeUninit<u8>]) -> Result<O
     // `vma_name_size` bytes and both live across the call.
     let rc = unsafe { libc::ioctl(fd, PROCMAP_QUERY as _, &mut q as *mut ProcmapQuery) };
     if rc < 0 {
-        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-        return if errno == libc::ENOENT { Ok(None) } else { Err(errno) };
+        let errno = Errno::last();
+        return if errno == Errno::ENOENT { Ok(None) } else { Err(errno) };
     }
     // vma_name_size counts the terminating NUL; 0 means the VMA has no name.
     let name_len = (q.vma_name_size as usize).saturating_sub(1).min(name_buf.len());

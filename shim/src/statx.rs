@@ -13,7 +13,8 @@
 
 use std::ffi::CStr;
 
-use crate::vma::Dev;
+use crate::sys::Errno;
+use crate::types::Dev;
 
 /// `STATX_ATTR_DAX` from `<linux/stat.h>` (not in every libc binding yet).
 pub const STATX_ATTR_DAX: u64 = 0x0020_0000;
@@ -44,14 +45,14 @@ impl FileStat {
 /// # Errors
 /// The errno of `statx` (`ENOENT` for a deleted file, `EACCES`, `EPERM` when
 /// seccomp denies it).
-pub fn statx(path: &CStr) -> Result<FileStat, i32> {
+pub fn statx(path: &CStr) -> Result<FileStat, Errno> {
     // SAFETY: plain data, filled by the kernel.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     let mask = libc::STATX_TYPE | libc::STATX_INO;
     // SAFETY: `path` is NUL-terminated and `stx` is a valid out-pointer.
     let rc = unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), 0, mask, &mut stx) };
     if rc != 0 {
-        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+        return Err(Errno::last());
     }
     let known = stx.stx_attributes_mask & STATX_ATTR_DAX != 0;
     Ok(FileStat {
@@ -76,6 +77,6 @@ mod tests {
 
     #[test]
     fn missing_file() {
-        assert_eq!(statx(c"/nonexistent/daxguard"), Err(libc::ENOENT));
+        assert_eq!(statx(c"/nonexistent/daxguard"), Err(Errno::ENOENT));
     }
 }

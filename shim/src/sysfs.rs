@@ -5,7 +5,7 @@
 //! - Documentation/ABI/stable/sysfs-block (`queue/dax`)
 //! - Documentation/ABI/testing/sysfs-bus-dax (the `dax` subsystem)
 
-use crate::vma::Dev;
+use crate::types::Dev;
 
 /// `/sys/dev/block/M:m/queue/dax` (or the parent disk's, for a partition):
 /// `Some(false)` means no file on this device can be DAX.

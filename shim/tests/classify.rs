@@ -55,7 +55,7 @@ fn both(addr: u64, len: u64) -> Report {
             assert_eq!(q.pieces, m.pieces, "PROCMAP_QUERY and maps text disagree");
         }
         // Kernels before 6.11: only the text path exists.
-        Err(e) => assert_eq!(e.errno(), libc::ENOTTY, "{e}"),
+        Err(e) => assert_eq!(e.errno().raw(), libc::ENOTTY, "{e}"),
     }
     m
 }
@@ -100,7 +100,7 @@ fn tmpfs_ext4_and_memfd_files_are_plain_files() {
     let m = Map::file(&f, 8 * PAGE, libc::MAP_SHARED);
     let r = both(m.addr(), m.len as u64);
     assert_eq!(kinds(&r), ["file"]);
-    let info = r.pieces[0].kind.file().unwrap();
+    let info = r.pieces[0].kind.file_info().unwrap();
     assert_eq!(info.path, path);
     assert_eq!(info.mount.as_ref().unwrap().fstype, "tmpfs");
 
@@ -110,7 +110,7 @@ fn tmpfs_ext4_and_memfd_files_are_plain_files() {
     let m = Map::file(&f, 4 * PAGE, libc::MAP_PRIVATE);
     let r = both(m.addr(), m.len as u64);
     assert_eq!(kinds(&r), ["file"]);
-    assert_eq!(r.pieces[0].kind.file().unwrap().path, path);
+    assert_eq!(r.pieces[0].kind.file_info().unwrap().path, path);
 
     // SAFETY: memfd_create with a static name.
     let fd = unsafe { libc::memfd_create(c"daxguard-test".as_ptr(), libc::MFD_CLOEXEC) };
@@ -119,7 +119,7 @@ fn tmpfs_ext4_and_memfd_files_are_plain_files() {
     let m = Map::file(&memfd, 4 * PAGE, libc::MAP_SHARED);
     let r = both(m.addr(), m.len as u64);
     assert_eq!(kinds(&r), ["file"]);
-    assert!(r.pieces[0].kind.file().unwrap().path.to_string_lossy().starts_with("/memfd:daxguard-test"));
+    assert!(r.pieces[0].kind.file_info().unwrap().path.to_string_lossy().starts_with("/memfd:daxguard-test"));
     assert_eq!(r.verdict(), Verdict::Allow);
 }
 
@@ -131,7 +131,7 @@ fn deleted_file_with_awkward_name() {
     std::fs::remove_file(&path).unwrap();
     let r = both(m.addr(), m.len as u64);
     assert_eq!(kinds(&r), ["file"], "{r:?}");
-    let shown = r.pieces[0].kind.file().unwrap().path.to_string_lossy().into_owned();
+    let shown = r.pieces[0].kind.file_info().unwrap().path.to_string_lossy().into_owned();
     assert_eq!(shown, format!("{} (deleted)", path.display()));
     assert_eq!(r.verdict(), Verdict::Allow);
 }
@@ -196,7 +196,7 @@ fn zero_length_and_overflow() {
     assert_eq!((r.start, r.end), (0x7000_0000_0000, 0x7000_0000_0000));
     assert_eq!(r.verdict(), Verdict::Allow);
     let e = classify_with(u64::MAX - 10, 100, Options::default()).unwrap_err();
-    assert_eq!(e.errno(), libc::EINVAL);
+    assert_eq!(e.errno().raw(), libc::EINVAL);
     assert!(page_range(u64::MAX - 4095, 4095).is_err(), "rounding up past the top overflows too");
 }
 
@@ -221,5 +221,5 @@ fn another_process_by_pid() {
     assert!(r.pieces.iter().all(|p| p.kind.name() == "anonymous"));
     let gone =
         classify_with(0x1000, 1, Options { target: Some(daxguard::Target::Pid(i32::MAX)), ..Default::default() });
-    assert_eq!(gone.unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(gone.unwrap_err().errno().raw(), libc::ENOENT);
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use daxguard::{
-    Error, Evidence, Lookup, LookupChoice, Options, Report, Verdict, Via, classify_with, judge, procmap_query,
+    Errno, Error, Evidence, Lookup, LookupChoice, Options, Report, Verdict, Via, classify_with, judge, procmap_query,
 };
 
 const CHILD: &str = "DAXGUARD_HOSTILE_CHILD";
@@ -168,19 +168,20 @@ fn seccomp_child(deny_ioctl: bool, deny_statx: bool) {
         let mut name = [std::mem::MaybeUninit::uninit(); 256];
         use std::os::fd::AsRawFd;
         let r = procmap_query::query(maps.as_raw_fd(), addr, &mut name).map(|_| ());
-        assert!(matches!(r, Err(libc::EPERM) | Err(libc::ENOTTY)), "{r:?}");
+        assert!(matches!(r, Err(Errno::EPERM) | Err(Errno::ENOTTY)), "{r:?}");
         let forced = classify_with(addr, len, Options { target: None, lookup: LookupChoice::ProcmapQuery });
-        assert!(matches!(forced, Err(Error::Proc { errno: libc::EPERM | libc::ENOTTY, .. })), "{forced:?}");
+        assert!(matches!(forced, Err(Error::Proc { errno: Errno::EPERM | Errno::ENOTTY, .. })), "{forced:?}");
     }
     if deny_statx {
-        assert_eq!(daxguard::statx::statx(c"/dev/null"), Err(libc::EPERM));
+        assert_eq!(daxguard::statx::statx(c"/dev/null"), Err(Errno::EPERM));
     }
 
     let after = classify_with(addr, len, auto).unwrap();
     let want_lookup = if deny_ioctl { Lookup::MapsText } else { before.lookup };
     assert_eq!(after.lookup, want_lookup);
     assert_eq!(after.pieces, before.pieces, "the same report through the fallback");
-    assert_eq!(judge(addr, len, LookupChoice::Auto).unwrap(), (Verdict::Allow, want_lookup));
+    let j = judge(addr, len, LookupChoice::Auto).unwrap();
+    assert_eq!((j.verdict, j.lookup), (Verdict::Allow, want_lookup));
 
     if deny_statx {
         // A file never judged before: statx is denied, so the evidence is the mount's.
@@ -188,7 +189,7 @@ fn seccomp_child(deny_ioctl: bool, deny_statx: bool) {
         let a = map_file(&other, page());
         let r = classify_with(a as u64, page() as u64, auto).unwrap();
         assert_eq!(kinds(&r), ["file"], "{r:?}");
-        let f = r.pieces[0].kind.file().unwrap();
+        let f = r.pieces[0].kind.file_info().unwrap();
         assert_eq!(f.path, other);
         assert_eq!(f.evidence, Evidence::FsTypeCannotDax, "tmpfs cannot do DAX: {r:?}");
         assert_eq!(r.verdict(), Verdict::Allow);
@@ -231,7 +232,7 @@ fn both(addr: usize) -> (Option<Report>, Report) {
 /// The one file piece of a report: (path, evidence).
 fn file_of(r: &Report) -> (PathBuf, Evidence) {
     assert_eq!(kinds(r), ["file"], "{r:?}");
-    let f = r.pieces[0].kind.file().unwrap();
+    let f = r.pieces[0].kind.file_info().unwrap();
     (f.path.clone(), f.evidence)
 }
 
@@ -369,7 +370,7 @@ fn million_child() {
                 let r = classify_with(a, l, Options { target: None, lookup }).unwrap();
                 assert_eq!(r.verdict(), Verdict::Allow);
             } else {
-                assert_eq!(judge(a, l, lookup).unwrap().0, Verdict::Allow);
+                assert_eq!(judge(a, l, lookup).unwrap().verdict, Verdict::Allow);
             }
         }
         calls += n;

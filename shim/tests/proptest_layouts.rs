@@ -240,7 +240,7 @@ fn build_and_check(l: &Layout) {
                 assert_eq!(q.pieces, m.pieces, "{what}: PROCMAP_QUERY and maps text disagree");
             }
             // Kernels before 6.11 have only the text path.
-            Err(e) => assert_eq!(e.errno(), libc::ENOTTY, "{what}: {e}"),
+            Err(e) => assert_eq!(e.errno().raw(), libc::ENOTTY, "{what}: {e}"),
         }
     }
     // SAFETY: unmapping our own region (the process ends right after anyway).
@@ -290,7 +290,9 @@ fn check(
                     assert!(matches!(p.kind, Kind::Anonymous { .. }), "{at}: expected anonymous")
                 }
                 Back::File { file, .. } => {
-                    let Kind::File(info) = &p.kind else { panic!("{at}: expected file {}", files[file].0.display()) };
+                    let Kind::PlainFile(info) = &p.kind else {
+                        panic!("{at}: expected file {}", files[file].0.display())
+                    };
                     assert_eq!((&info.path, info.inode), (&files[file].0, files[file].1), "{at}");
                 }
                 Back::Hole => unreachable!("holes are None"),

@@ -150,7 +150,7 @@ pub fn classify_pid(pid: i32, addr: u64, len: u64) -> anyhow::Result<Report> {
     let opts = Options { target: Some(Target::Pid(pid)), ..Options::default() };
     classify_with(addr, len, opts).map_err(|e| match e {
         daxguard::Error::InvalidRange { .. } => anyhow::anyhow!("{} + {len} overflows the address space", hex(addr)),
-        daxguard::Error::ProcOpen { errno, .. } => proc_error(pid, errno),
+        daxguard::Error::ProcOpen { errno, .. } => proc_error(pid, errno.raw()),
         other => anyhow::anyhow!("cannot read the mappings of process {pid}: {other}"),
     })
 }

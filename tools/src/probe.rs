@@ -210,7 +210,14 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
     let code = if agreement == "disagree" { EXIT_DISAGREE } else { EXIT_OK };
     // The same words the shim prints when a forwarded registration fails.
     let explain = kernel.errno.map(|e| {
-        let line = daxguard::explain::failure("ibv_reg_mr", region.start, region.len, access, e, Some(&report));
+        let line = daxguard::explain::failure(
+            "ibv_reg_mr",
+            region.start,
+            region.len,
+            daxguard::verbs::pin(access),
+            e,
+            Some(&report),
+        );
         line.strip_prefix("daxguard: ").unwrap_or(&line).to_string()
     });
     let path = args.path.as_ref().map(|p| p.display().to_string());

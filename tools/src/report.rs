@@ -116,7 +116,7 @@ pub fn piece_json(p: &Piece, target: Target) -> PieceJson {
                 .collect()
         }),
         label,
-        file: p.kind.file().map(|f| file_json(f, &p.kind, p.start, p.end, target)),
+        file: p.kind.file_info().map(|f| file_json(f, &p.kind, p.start, p.end, target)),
     }
 }
 
@@ -213,7 +213,7 @@ pub fn piece_lines(p: &Piece, pj: &PieceJson, style: Style, out: &mut String) {
     let prot = pj.prot.as_deref().unwrap_or("    ");
     let line = format!("  {}-{} {prot} {:>9}  {kind}  {what}", pj.start, pj.end, human_size(pj.len));
     let _ = writeln!(out, "{}", line.trim_end());
-    let (Some(info), Some(f)) = (p.kind.file(), &pj.file) else { return };
+    let (Some(info), Some(f)) = (p.kind.file_info(), &pj.file) else { return };
     let fsdax = match &p.kind {
         Kind::FsDax(_) => style.red("yes"),
         Kind::Unverified(_) => style.yellow("unknown"),

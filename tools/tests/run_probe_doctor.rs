@@ -36,7 +36,7 @@ fn shim() -> &'static Path {
 #[test]
 fn run_preloads_the_shim_after_existing_preloads() {
     let shim = shim();
-    let script = r#"echo "LD_PRELOAD=$LD_PRELOAD"; env | grep '^DAXGUARD_' | sort; grep -c libdaxguard.so /proc/$$/maps; grep '^SigIgn' /proc/$$/status"#;
+    let script = r#"echo "LD_PRELOAD=$LD_PRELOAD"; env | grep -E '^DAXGUARD_(MODE|LOG|UNKNOWN|QUIET|STATS|LOOKUP)=' | sort; grep -c libdaxguard.so /proc/$$/maps; grep '^SigIgn' /proc/$$/status"#;
     let out = cmd(&["run", "--mode", "warn", "--unknown", "allow", "--quiet", "--stats", "--", "sh", "-c", script])
         .env("LD_PRELOAD", "libm.so.6")
         .output()

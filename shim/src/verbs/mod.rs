@@ -1,6 +1,24 @@
-//! The RDMA verbs consumer: what libibverbs' arguments mean to the pin.
+//! The RDMA verbs consumer: libibverbs' registration calls, what their
+//! arguments mean to the pin, and the Rust API around them.
+//!
+//! - `exports`: `ibv_reg_mr` and friends as `LD_PRELOAD` / link-time exports;
+//! - [`odp`]: does the device behind a pd do on-demand paging;
+//! - [`register`]: [`check`](register::check) and [`register`](register::register) for Rust programs.
 
-use verbs_sys::{IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_WRITE};
+#[cfg(feature = "interpose")]
+mod exports;
+#[cfg(feature = "interpose")]
+pub(crate) mod odp;
+pub mod register;
+
+use verbs_sys::{IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_ON_DEMAND, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_WRITE};
+
+use crate::types::Pin;
+
+/// The pin a registration with `access` asks for.
+pub fn pin(access: u32) -> Pin {
+    Pin { write: ib_access_writable(access), on_demand: access & IBV_ACCESS_ON_DEMAND != 0 }
+}
 
 /// Whether a registration with `access` pins its pages for writing
 /// (`FOLL_WRITE` in `ib_umem_get()`), which the 6.5+ file-mapping rule

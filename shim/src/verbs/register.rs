@@ -9,9 +9,10 @@ use std::ffi::c_void;
 
 use verbs_sys::{IBV_ACCESS_ON_DEMAND, IBV_REG_MR_IOVA2_VERSION, ibv_mr, ibv_pd, ibv_reg_mr_iova2_fn};
 
-use crate::classify::{Report, Verdict, classify};
 use crate::error::Error;
-use crate::resolve::Real;
+use crate::intercept::resolve::Real;
+use crate::judge::classify;
+use crate::report::{Report, Verdict};
 
 /// Why a range may not be registered (pinned).
 #[derive(Debug)]
@@ -28,7 +29,7 @@ pub enum CheckError {
 impl std::fmt::Display for CheckError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::policy::Rule;
-        let line = |r: &Report, rule| crate::explain::refusal("register", r.start, r.end - r.start, Some(r), rule);
+        let line = |r: &Report, rule| crate::explain::refusal("register", r.start, r.end - r.start, r.culprit(), rule);
         match self {
             CheckError::FsDax(r) => f.write_str(&line(r, Rule::FsDax)),
             CheckError::Unverified(r) => f.write_str(&line(r, Rule::Unverified)),

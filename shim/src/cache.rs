@@ -1,10 +1,11 @@
-//! What the library remembers between calls for the calling process: the
-//! mount table (re-read only when it changes) and file verdicts.
+//! The cache: what the library remembers between calls for the calling
+//! process, namely the mount table (re-read only when it changes) and the
+//! fs-DAX finding for each file seen.
 //!
 //! Mount changes are noticed with `poll(POLLPRI)` on an open
 //! `/proc/self/mountinfo`, which the kernel flags after every mount or unmount
 //! in our namespace; each change bumps a generation that invalidates every
-//! cached verdict. Verdicts are keyed by the mapped file's (dev, inode) and the
+//! cached finding. Findings are keyed by the mapped file's (dev, inode) and the
 //! path the VMA shows, in a fixed table: no allocation after the first use.
 //!
 //! # Safety
@@ -14,10 +15,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::classify::FileVerdict;
 use crate::mountinfo::MountTable;
-use crate::procfd::ProcFd;
-use crate::vma::Dev;
+use crate::report::Finding;
+use crate::sys::lock::try_lock_briefly;
+use crate::sys::procfd::ProcFd;
+use crate::types::Dev;
 
 const SLOTS: usize = 256;
 
@@ -27,10 +29,10 @@ struct Slot {
     ino: u64,
     path_hash: u64,
     generation: u64,
-    verdict: FileVerdict,
+    finding: Finding,
 }
 
-pub(crate) struct State {
+pub(crate) struct Cache {
     mountinfo: ProcFd,
     /// `None` until read, and after a change was noticed.
     table: Option<MountTable>,
@@ -43,7 +45,7 @@ pub(crate) struct State {
     shm_dev: Option<Option<Dev>>,
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
+static CACHE: Mutex<Cache> = Mutex::new(Cache {
     mountinfo: ProcFd::new(b"mountinfo"),
     table: None,
     unreadable: false,
@@ -54,35 +56,22 @@ static STATE: Mutex<State> = Mutex::new(State {
 
 static EMPTY: MountTable = MountTable { mounts: Vec::new() };
 
-/// Locks the state, first noticing any mount change since the last call.
+/// Locks the cache, first noticing any mount change since the last call.
 ///
-/// `None` if the lock stays busy: after a `fork` taken while another thread
-/// held it, the child's copy is locked forever, so callers must be able to
-/// answer without it (uncached) rather than wait.
-pub(crate) fn lock() -> Option<MutexGuard<'static, State>> {
-    let mut s = try_lock_briefly(&STATE)?;
-    s.notice_mount_changes();
-    Some(s)
+/// `None` if the lock stays busy (see [`try_lock_briefly`]): callers answer
+/// without it (uncached) rather than wait.
+pub(crate) fn lock() -> Option<MutexGuard<'static, Cache>> {
+    let mut c = try_lock_briefly(&CACHE)?;
+    c.notice_mount_changes();
+    Some(c)
 }
 
-/// Tries a mutex for a little while (yielding), then gives up.
-pub(crate) fn try_lock_briefly<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    for _ in 0..1000 {
-        match m.try_lock() {
-            Ok(g) => return Some(g),
-            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
-        }
-    }
-    None
-}
-
-/// The shmem device when the state is unavailable (see [`lock`]).
+/// The shmem device when the cache is unavailable (see [`lock`]).
 pub(crate) fn shm_dev_uncached() -> Option<Dev> {
     probe_shm_dev()
 }
 
-impl State {
+impl Cache {
     fn notice_mount_changes(&mut self) {
         let changed = match self.mountinfo.get() {
             // A fresh descriptor (first use, after fork): we may have missed
@@ -120,16 +109,16 @@ impl State {
         *self.shm_dev.get_or_insert_with(|| probe_shm_dev().inspect(|&d| note_internal_dev(d)))
     }
 
-    /// The verdict remembered for the file at (dev, ino) since the last mount
+    /// The finding remembered for the file at (dev, ino) since the last mount
     /// change; also for the same path, if the caller knows it.
-    pub(crate) fn cached(&self, dev: Dev, ino: u64, path: Option<&[u8]>) -> Option<FileVerdict> {
+    pub(crate) fn cached(&self, dev: Dev, ino: u64, path: Option<&[u8]>) -> Option<Finding> {
         let slot = self.cache[slot_of(dev, ino)]?;
         let fresh = slot.dev == dev && slot.ino == ino && slot.generation == self.generation;
-        (fresh && path.is_none_or(|p| slot.path_hash == hash(p))).then_some(slot.verdict)
+        (fresh && path.is_none_or(|p| slot.path_hash == hash(p))).then_some(slot.finding)
     }
 
-    pub(crate) fn remember(&mut self, dev: Dev, ino: u64, path: &[u8], verdict: FileVerdict) {
-        let slot = Slot { dev, ino, path_hash: hash(path), generation: self.generation, verdict };
+    pub(crate) fn remember(&mut self, dev: Dev, ino: u64, path: &[u8], finding: Finding) {
+        let slot = Slot { dev, ino, path_hash: hash(path), generation: self.generation, finding };
         self.cache[slot_of(dev, ino)] = Some(slot);
     }
 }

@@ -29,7 +29,8 @@ use std::ffi::CStr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
-use crate::vma::Target;
+use super::Errno;
+use crate::types::Target;
 
 /// A `/proc/self/<leaf>` descriptor and the process it was opened in.
 pub(crate) struct ProcFd {
@@ -46,7 +47,7 @@ impl ProcFd {
 
     /// Our descriptor, opened on first use and again in a forked child. No
     /// syscall otherwise. The bool says whether it was (re)opened by this call.
-    pub(crate) fn get(&mut self) -> Result<(RawFd, bool), i32> {
+    pub(crate) fn get(&mut self) -> Result<(RawFd, bool), Errno> {
         let now = fork_epoch();
         if self.fd >= 0 && self.epoch == now {
             return Ok((self.fd, false));
@@ -65,7 +66,7 @@ impl ProcFd {
     /// After the descriptor misbehaved: reopens unless it is still ours (then
     /// the failure was the file's genuine answer). The bool says whether it
     /// was reopened.
-    pub(crate) fn recheck(&mut self) -> Result<(RawFd, bool), i32> {
+    pub(crate) fn recheck(&mut self) -> Result<(RawFd, bool), Errno> {
         if self.fd >= 0 && self.epoch == fork_epoch() {
             if self.is_ours() {
                 return Ok((self.fd, false));
@@ -117,7 +118,7 @@ pub(crate) fn fork_epoch() -> u32 {
                 e => e,
             }
         }
-        _ => crate::sys::pid() as u32,
+        _ => super::pid() as u32,
     }
 }
 
@@ -134,7 +135,7 @@ static NEXT_EPOCH: AtomicU32 = AtomicU32::new(1);
 
 fn wipe_on_fork() -> bool {
     let (addr, len) = (std::ptr::from_ref(&WIPE) as usize, std::mem::size_of::<WipePage>());
-    let page = crate::sys::page_size() as usize;
+    let page = super::page_size() as usize;
     // A bigger page would take our neighbours with it; the kernel refuses
     // file-backed pages (EINVAL), as where .bss shares a page with .data.
     // SAFETY: `WIPE` is ours alone, page-aligned and a whole page.
@@ -175,12 +176,12 @@ pub(crate) fn fstat_id(fd: RawFd) -> Option<(u64, u64)> {
 }
 
 /// Opens `/proc/self/<leaf>` or `/proc/<pid>/<leaf>` read-only, close-on-exec.
-pub(crate) fn open_proc(target: Target, leaf: &[u8]) -> Result<RawFd, i32> {
+pub(crate) fn open_proc(target: Target, leaf: &[u8]) -> Result<RawFd, Errno> {
     let mut path = [0u8; 64];
     let c_path = proc_path(&mut path, target, leaf);
     // SAFETY: `c_path` is NUL-terminated.
     let fd = unsafe { libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 { Err(last_errno()) } else { Ok(fd) }
+    if fd < 0 { Err(Errno::last()) } else { Ok(fd) }
 }
 
 /// Writes `/proc/{self|pid}/<leaf>\0` into `buf` without allocating.
@@ -200,10 +201,6 @@ pub(crate) fn proc_path<'b>(buf: &'b mut [u8; 64], target: Target, leaf: &[u8]) 
 pub(crate) fn close(fd: RawFd) {
     // SAFETY: the caller owns `fd` and gives it up here.
     unsafe { libc::close(fd) };
-}
-
-pub(crate) fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
 
 #[cfg(test)]

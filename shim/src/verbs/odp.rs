@@ -31,7 +31,7 @@ pub unsafe fn supported(pd: *mut ibv_pd) -> bool {
     if ctx.is_null() {
         return false;
     }
-    let Some(mut seen) = crate::state::try_lock_briefly(&SEEN) else {
+    let Some(mut seen) = crate::sys::lock::try_lock_briefly(&SEEN) else {
         // SAFETY: `ctx` comes from a live pd.
         return unsafe { query(ctx) };
     };

@@ -1,4 +1,5 @@
-//! The interposed libibverbs entry points (feature `interpose`).
+//! The interposed libibverbs entry points (feature `interpose`): exports
+//! that the dynamic linker binds the program's PLT slots to.
 //!
 //! Plain unversioned exports: the dynamic linker binds versioned references
 //! (`ibv_reg_mr@IBVERBS_1.1`, `ibv_reg_mr_iova2@IBVERBS_1.8`, ...) to them, so
@@ -19,8 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use verbs_sys::*;
 
-use crate::resolve::Real;
-use crate::runtime::{Call, guard, stderr_line};
+use crate::guard::{Call, guard};
+use crate::intercept::resolve::Real;
+use crate::sys::{Errno, stderr_line};
 
 static REG_MR: Real = Real::new(c"ibv_reg_mr", IBV_REG_MR_VERSION);
 static REG_MR_IOVA: Real = Real::new(c"ibv_reg_mr_iova", IBV_REG_MR_IOVA_VERSION);
@@ -41,13 +43,25 @@ fn real(r: &Real, ours: *const c_void) -> Option<*mut c_void> {
                 r.name().to_string_lossy()
             ));
         }
-        crate::sys::set_errno(libc::ENOSYS);
+        Errno::ENOSYS.set();
     }
     p
 }
 
-fn call(entry: &'static str, pd: *mut ibv_pd, addr: *mut c_void, len: usize, access: u32) -> Call {
-    Call { entry, pd, addr: addr as u64, len: len as u64, access }
+/// Whether the device behind `pd` can take the registration on demand.
+fn device_odp(pd: *mut ibv_pd) -> impl Fn() -> bool {
+    // SAFETY: `pd` was handed to a registration call; libibverbs dereferences it too.
+    move || unsafe { super::odp::supported(pd) }
+}
+
+/// The call as the guard sees it.
+fn call<'a>(entry: &'static str, addr: *mut c_void, len: usize, access: u32, odp: &'a dyn Fn() -> bool) -> Call<'a> {
+    Call { entry, addr: addr as u64, len: len as u64, access, pin: super::pin(access), device_odp: odp }
+}
+
+/// `access`, with `IBV_ACCESS_ON_DEMAND` added when the guard asks for it.
+fn with_odp(access: u32, on_demand: bool) -> u32 {
+    if on_demand { access | IBV_ACCESS_ON_DEMAND } else { access }
 }
 
 /// `ibv_reg_mr@IBVERBS_1.1`: the verbs.h macro with constant access flags.
@@ -56,10 +70,14 @@ fn call(entry: &'static str, pd: *mut ibv_pd, addr: *mut c_void, len: usize, acc
 /// As `ibv_reg_mr(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ibv_reg_mr(pd: *mut ibv_pd, addr: *mut c_void, length: usize, access: c_int) -> *mut ibv_mr {
-    let c = call("ibv_reg_mr", pd, addr, length, access as u32);
-    let fwd = |acc: u32| match real(&REG_MR, ibv_reg_mr as *const c_void) {
+    let odp = device_odp(pd);
+    let c = call("ibv_reg_mr", addr, length, access as u32, &odp);
+    let fwd = |on_demand| match real(&REG_MR, ibv_reg_mr as *const c_void) {
         // SAFETY: looked up as ibv_reg_mr@IBVERBS_1.1, whose type this is.
-        Some(f) => unsafe { std::mem::transmute::<*mut c_void, ibv_reg_mr_fn>(f)(pd, addr, length, acc as c_int) },
+        Some(f) => unsafe {
+            let acc = with_odp(access as u32, on_demand) as c_int;
+            std::mem::transmute::<*mut c_void, ibv_reg_mr_fn>(f)(pd, addr, length, acc)
+        },
         None => null_mut(),
     };
     guard(c, fwd, |r| r.is_null(), null_mut())
@@ -77,11 +95,13 @@ pub unsafe extern "C" fn ibv_reg_mr_iova(
     iova: u64,
     access: c_int,
 ) -> *mut ibv_mr {
-    let c = call("ibv_reg_mr_iova", pd, addr, length, access as u32);
-    let fwd = |acc: u32| match real(&REG_MR_IOVA, ibv_reg_mr_iova as *const c_void) {
+    let odp = device_odp(pd);
+    let c = call("ibv_reg_mr_iova", addr, length, access as u32, &odp);
+    let fwd = |on_demand| match real(&REG_MR_IOVA, ibv_reg_mr_iova as *const c_void) {
         // SAFETY: looked up as ibv_reg_mr_iova@IBVERBS_1.7.
         Some(f) => unsafe {
-            std::mem::transmute::<*mut c_void, ibv_reg_mr_iova_fn>(f)(pd, addr, length, iova, acc as c_int)
+            let acc = with_odp(access as u32, on_demand) as c_int;
+            std::mem::transmute::<*mut c_void, ibv_reg_mr_iova_fn>(f)(pd, addr, length, iova, acc)
         },
         None => null_mut(),
     };
@@ -101,10 +121,14 @@ pub unsafe extern "C" fn ibv_reg_mr_iova2(
     iova: u64,
     access: u32,
 ) -> *mut ibv_mr {
-    let c = call("ibv_reg_mr_iova2", pd, addr, length, access);
-    let fwd = |acc: u32| match real(&REG_MR_IOVA2, ibv_reg_mr_iova2 as *const c_void) {
+    let odp = device_odp(pd);
+    let c = call("ibv_reg_mr_iova2", addr, length, access, &odp);
+    let fwd = |on_demand| match real(&REG_MR_IOVA2, ibv_reg_mr_iova2 as *const c_void) {
         // SAFETY: looked up as ibv_reg_mr_iova2@IBVERBS_1.8.
-        Some(f) => unsafe { std::mem::transmute::<*mut c_void, ibv_reg_mr_iova2_fn>(f)(pd, addr, length, iova, acc) },
+        Some(f) => unsafe {
+            let acc = with_odp(access, on_demand);
+            std::mem::transmute::<*mut c_void, ibv_reg_mr_iova2_fn>(f)(pd, addr, length, iova, acc)
+        },
         None => null_mut(),
     };
     guard(c, fwd, |r| r.is_null(), null_mut())
@@ -124,24 +148,26 @@ pub unsafe extern "C" fn ibv_rereg_mr(
     length: usize,
     access: c_int,
 ) -> c_int {
-    let fwd = |acc: u32| match real(&REREG_MR, ibv_rereg_mr as *const c_void) {
-        // SAFETY: looked up as ibv_rereg_mr@IBVERBS_1.1.
+    let changes_access = flags & IBV_REREG_MR_CHANGE_ACCESS != 0;
+    let fwd = |on_demand| match real(&REREG_MR, ibv_rereg_mr as *const c_void) {
+        // SAFETY: looked up as ibv_rereg_mr@IBVERBS_1.1. The access flags
+        // are rewritten only when the call restates them.
         Some(f) => unsafe {
-            std::mem::transmute::<*mut c_void, ibv_rereg_mr_fn>(f)(mr, flags, pd, addr, length, acc as c_int)
+            let acc = if changes_access { with_odp(access as u32, on_demand) } else { access as u32 } as c_int;
+            std::mem::transmute::<*mut c_void, ibv_rereg_mr_fn>(f)(mr, flags, pd, addr, length, acc)
         },
         None => IBV_REREG_MR_ERR_INPUT,
     };
     if flags & IBV_REREG_MR_CHANGE_TRANSLATION == 0 {
-        return fwd(access as u32);
+        return fwd(false);
     }
     // Without CHANGE_ACCESS the MR keeps access flags we cannot see: judge it as pinned.
-    let acc = if flags & IBV_REREG_MR_CHANGE_ACCESS != 0 { access as u32 } else { 0 };
+    let acc = if changes_access { access as u32 } else { 0 };
     // The pd that matters for ODP support is the new one, else the MR's own.
     // SAFETY: `mr` is live per ibv_rereg_mr(3) when not NULL.
     let odp_pd = if flags & IBV_REREG_MR_CHANGE_PD != 0 || mr.is_null() { pd } else { unsafe { (*mr).pd } };
-    let c = call("ibv_rereg_mr", odp_pd, addr, length, acc);
-    let keep = |a: u32| if flags & IBV_REREG_MR_CHANGE_ACCESS != 0 { fwd(a) } else { fwd(access as u32) };
-    guard(c, keep, |r| r != 0, IBV_REREG_MR_ERR_INPUT)
+    let odp = device_odp(odp_pd);
+    guard(call("ibv_rereg_mr", addr, length, acc, &odp), fwd, |r| r != 0, IBV_REREG_MR_ERR_INPUT)
 }
 
 /// `ibv_reg_mr_ex` (rdma-core 57+): address-based registrations are checked;
@@ -162,8 +188,10 @@ pub unsafe extern "C" fn ibv_reg_mr_ex(pd: *mut ibv_pd, attr: *mut ibv_mr_init_a
     if orig.comp_mask & IBV_REG_MR_MASK_FD != 0 || orig.comp_mask & IBV_REG_MR_MASK_ADDR == 0 {
         return call_real(attr);
     }
-    let c = call("ibv_reg_mr_ex", pd, orig.addr, orig.length, orig.access as u32);
-    let fwd = |acc: u32| {
+    let odp = device_odp(pd);
+    let c = call("ibv_reg_mr_ex", orig.addr, orig.length, orig.access as u32, &odp);
+    let fwd = |on_demand| {
+        let acc = with_odp(orig.access as u32, on_demand);
         if acc == orig.access as u32 {
             return call_real(attr);
         }

@@ -1,0 +1,283 @@
+//! Which VMAs does `[start, end)` span: a cursor over the two lookup paths.
+//!
+//! [`Vmas`] yields every VMA that intersects the range, lowest first, in the
+//! shape of rustix's `RawDir`: `while let Some(vma) = vmas.next()? { .. }`,
+//! each item borrowing the cursor's buffer. Behind it:
+//!
+//! - `PROCMAP_QUERY` ([`query`], Linux 6.11+): one ioctl per VMA spanned,
+//!   whatever the process size, on a descriptor of our own maps that stays
+//!   open across calls ([`crate::sys::procfd`] reopens it after `fork` or
+//!   `closefrom`). With [`Names::Lazy`] a VMA comes without its name (the
+//!   kernel is spared a `d_path`), and [`Vmas::named`] asks again with it
+//!   only when the caller's answer depends on it.
+//! - maps text ([`text`]): `/proc/PID/maps` streamed through the caller's
+//!   buffer, stopping at the first VMA past the range; used where the ioctl
+//!   is missing (before 6.11) or refused (seccomp), from wherever the ioctl
+//!   stopped.
+//!
+//! Neither path allocates. `/proc/PID/smaps` is never read: it has no DAX
+//! flag and costs tens of milliseconds in a big process.
+//!
+//! # Safety
+//! [`Vmas::current`] rebuilds the last name from the caller's buffer, of
+//! which exactly `name_len` bytes were written by the kernel or the unescaper.
+#![allow(unsafe_code)]
+
+mod query;
+mod text;
+
+use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::error::Error;
+use crate::sys::Errno;
+use crate::sys::procfd::{close, open_proc};
+use crate::types::{Lookup, LookupChoice, Target, Vma};
+
+/// Longest VMA name: a path (`PATH_MAX`) plus ` (deleted)`.
+const NAME_MAX: usize = 4096 + 16;
+/// The maps-text stream: room for a few whole lines.
+const STREAM_LEN: usize = 3 * NAME_MAX;
+/// How big a buffer [`Vmas::new`] wants.
+pub const BUF_LEN: usize = NAME_MAX + STREAM_LEN;
+
+/// A buffer for [`Vmas::new`], on the caller's stack, left uninitialised.
+pub fn buffer() -> [MaybeUninit<u8>; BUF_LEN] {
+    [MaybeUninit::uninit(); BUF_LEN]
+}
+
+/// Which VMAs come with their names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// Every VMA is named.
+    All,
+    /// On the `PROCMAP_QUERY` path, VMAs come without a name (empty) until
+    /// [`Vmas::named`] asks for it; maps text always has them.
+    Lazy,
+}
+
+/// 0 = not probed yet, 1 = PROCMAP_QUERY works, 2 = it does not (old kernel, seccomp).
+static QUERY_WORKS: AtomicU8 = AtomicU8::new(0);
+
+/// Whether `PROCMAP_QUERY` is known to work here (probes the kernel once).
+pub fn procmap_query_supported() -> bool {
+    if QUERY_WORKS.load(Ordering::Relaxed) == 0 {
+        let mut buf = buffer();
+        if let Ok(mut vmas) = Vmas::new(&mut buf, Target::Current, LookupChoice::Auto, 0, 1, Names::All) {
+            let _ = vmas.next();
+        }
+    }
+    QUERY_WORKS.load(Ordering::Relaxed) == 1
+}
+
+/// The path a call with `choice` would take here.
+pub fn preferred_lookup(choice: LookupChoice) -> Lookup {
+    match choice {
+        LookupChoice::ProcmapQuery => Lookup::ProcmapQuery,
+        LookupChoice::MapsText => Lookup::MapsText,
+        LookupChoice::Auto if procmap_query_supported() => Lookup::ProcmapQuery,
+        LookupChoice::Auto => Lookup::MapsText,
+    }
+}
+
+/// Where the cursor's VMAs come from now.
+enum Source {
+    /// `PROCMAP_QUERY` on `fd`; `kept` is our long-lived descriptor (not
+    /// closed here); `rechecked` once a failure made us check it.
+    Query { fd: RawFd, kept: bool, rechecked: bool },
+    /// The maps text, streamed from `fd`.
+    Text { fd: RawFd, stream: text::Stream },
+    /// Nothing more.
+    Done,
+}
+
+/// A cursor over the VMAs that intersect `[start, end)`.
+pub struct Vmas<'b> {
+    target: Target,
+    choice: LookupChoice,
+    end: u64,
+    /// Where the next VMA is asked for: the end of the last one returned.
+    at: u64,
+    /// Where the last VMA was asked for: [`Vmas::named`] asks the same question.
+    asked: u64,
+    names: Names,
+    source: Source,
+    lookup: Lookup,
+    /// The last VMA returned (its name, if any, is in `name`), and whether it was named.
+    last: Option<(Vma<'static>, bool)>,
+    name: &'b mut [MaybeUninit<u8>],
+    name_len: usize,
+    stream: &'b mut [MaybeUninit<u8>],
+}
+
+impl<'b> Vmas<'b> {
+    /// A cursor over the target's VMAs in `[start, end)`, using `buf` (see
+    /// [`buffer`]) for names and the maps text.
+    ///
+    /// # Errors
+    /// [`Error::ProcOpen`] when the maps file cannot be opened (no `/proc`,
+    /// a process that is gone or not ours to read).
+    pub fn new(
+        buf: &'b mut [MaybeUninit<u8>; BUF_LEN],
+        target: Target,
+        choice: LookupChoice,
+        start: u64,
+        end: u64,
+        names: Names,
+    ) -> Result<Self, Error> {
+        let (name, stream) = buf.split_at_mut(NAME_MAX);
+        let mut vmas = Vmas {
+            target,
+            choice,
+            end,
+            at: start,
+            asked: start,
+            names,
+            source: Source::Done,
+            lookup: Lookup::ProcmapQuery,
+            last: None,
+            name,
+            name_len: 0,
+            stream,
+        };
+        if start >= end {
+            vmas.lookup = preferred_lookup(choice);
+        } else if vmas.query_first() {
+            vmas.source = query::open(target)?;
+        } else {
+            vmas.switch_to_text()?;
+        }
+        Ok(vmas)
+    }
+
+    /// The next VMA, or `None` past the range.
+    ///
+    /// # Errors
+    /// [`Error::Proc`] when reading the maps fails, or when `PROCMAP_QUERY`
+    /// was asked for alone and the kernel refuses it; [`Error::ProcOpen`]
+    /// when a descriptor must be reopened and cannot be.
+    // Not `Iterator::next`: the item borrows the cursor (a lending iterator,
+    // as rustix's `RawDir::next`).
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Vma<'_>>, Error> {
+        self.asked = self.at;
+        let with_name = self.names == Names::All;
+        self.step(with_name)
+    }
+
+    /// The last VMA again, named: asked once more with its name on the
+    /// `PROCMAP_QUERY` path (the answer may differ if the mappings changed
+    /// in between; the new one is used whole), as it was otherwise.
+    ///
+    /// # Errors
+    /// As [`Vmas::next`].
+    pub fn named(&mut self) -> Result<Option<Vma<'_>>, Error> {
+        match self.last {
+            Some((_, true)) => Ok(self.current()),
+            Some((_, false)) => self.step(true),
+            None => Ok(None),
+        }
+    }
+
+    /// The last VMA returned, as it was returned; no system call.
+    pub fn current(&self) -> Option<Vma<'_>> {
+        let (vma, named) = self.last?;
+        let name = if named {
+            // SAFETY: `name_len` bytes of `name` were written by the kernel or the unescaper.
+            unsafe { std::slice::from_raw_parts(self.name.as_ptr().cast::<u8>(), self.name_len) }
+        } else {
+            &[]
+        };
+        Some(Vma { name, ..vma })
+    }
+
+    /// Which path answered (maps text if the walk fell back to it at any point).
+    pub fn lookup(&self) -> Lookup {
+        self.lookup
+    }
+
+    /// Asks the source for the VMA at `asked` (covering it, or the next one).
+    fn step(&mut self, with_name: bool) -> Result<Option<Vma<'_>>, Error> {
+        let found = loop {
+            let r = match &mut self.source {
+                Source::Done => break None,
+                Source::Query { fd, .. } => query::at(*fd, self.asked, &mut self.name[..], with_name),
+                Source::Text { fd, stream } => {
+                    break text::at(*fd, stream, &mut *self.stream, &mut *self.name, self.asked)?;
+                }
+            };
+            match r {
+                Ok(found) => {
+                    QUERY_WORKS.store(1, Ordering::Relaxed);
+                    break found;
+                }
+                Err(errno) => self.query_failed(errno)?,
+            }
+        };
+        let Some((vma, name_len)) = found.filter(|(v, _)| v.start < self.end) else {
+            self.finish();
+            return Ok(None);
+        };
+        self.at = vma.end;
+        self.name_len = name_len;
+        self.last = Some((vma, with_name || matches!(self.source, Source::Text { .. })));
+        Ok(self.current())
+    }
+
+    /// Whether to start with `PROCMAP_QUERY`.
+    fn query_first(&self) -> bool {
+        match self.choice {
+            LookupChoice::MapsText => false,
+            LookupChoice::ProcmapQuery => true,
+            LookupChoice::Auto => QUERY_WORKS.load(Ordering::Relaxed) != 2,
+        }
+    }
+
+    /// After the ioctl failed: retry on a reopened descriptor, carry on with
+    /// maps text, or fail.
+    fn query_failed(&mut self, errno: Errno) -> Result<(), Error> {
+        let Source::Query { fd, kept, rechecked } = self.source else { return Ok(()) };
+        // Our kept descriptor may have been closed or its number reused: check once.
+        if kept && !rechecked {
+            if let Some((again, kept)) = query::recheck(fd)? {
+                self.source = Source::Query { fd: again, kept, rechecked: true };
+                return Ok(());
+            }
+            self.source = Source::Query { fd, kept, rechecked: true };
+        }
+        if self.choice == LookupChoice::ProcmapQuery {
+            return Err(Error::Proc { what: "PROCMAP_QUERY", errno });
+        }
+        // ENOTTY (before 6.11), EPERM/ENOSYS (seccomp), EINVAL (odd kernels):
+        // remember. EBADF (closed under us even after a reopen, by a thread
+        // closing every descriptor in a loop): only this walk reads text.
+        if errno != Errno::EBADF {
+            QUERY_WORKS.store(2, Ordering::Relaxed);
+        }
+        self.switch_to_text()
+    }
+
+    /// Switches to maps text, from where the ioctl stopped.
+    fn switch_to_text(&mut self) -> Result<(), Error> {
+        let fd = open_proc(self.target, b"maps").map_err(|errno| Error::proc_open(self.target.pid(), errno))?;
+        self.finish();
+        self.source = Source::Text { fd, stream: text::Stream::default() };
+        self.lookup = Lookup::MapsText;
+        Ok(())
+    }
+
+    /// Closes what this cursor opened.
+    fn finish(&mut self) {
+        match std::mem::replace(&mut self.source, Source::Done) {
+            Source::Query { fd, kept: false, .. } | Source::Text { fd, .. } => close(fd),
+            Source::Query { .. } | Source::Done => {}
+        }
+    }
+}
+
+impl Drop for Vmas<'_> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
