@@ -161,6 +161,10 @@ impl<'b> Vmas<'b> {
     // as rustix's `RawDir::next`).
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Vma<'_>>, Error> {
+        if self.at >= self.end {
+            self.finish(); // the last VMA reached the end: nothing to ask
+            return Ok(None);
+        }
         self.asked = self.at;
         let with_name = self.names == Names::All;
         self.step(with_name)
