@@ -51,7 +51,7 @@ finish() {
 
 # What building and the host tests need, beyond the Rust toolchain.
 BUILD_PACKAGES=(build-essential pkg-config cmake clang libclang-dev libibverbs-dev ibverbs-providers
-	binutils strace util-linux python3)
+	liburing-dev libv4l-dev binutils strace util-linux python3)
 
 install_build_deps() {
 	[[ $(id -u) == 0 ]] || die "run as root: the tests install packages and mount filesystems"

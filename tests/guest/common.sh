@@ -25,7 +25,7 @@ HOST_PACKAGES=(
 	qemu-system-x86 busybox-static kmod ibverbs-utils ibverbs-providers
 	libibverbs-dev rdmacm-utils perftest ndctl daxctl iproute2 e2fsprogs
 	xfsprogs cpio xz-utils zstd attr coreutils util-linux strace
-	debian-archive-keyring
+	debian-archive-keyring liburing2 libv4l-0
 )
 
 kernel_dir() {

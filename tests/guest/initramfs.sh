@@ -20,7 +20,7 @@ GUEST_TOOLS=(
 )
 # Modules the init loads; their dependencies come along. Whole crypto/lib
 # directories are added too, because the kernel loads crc32c & co on demand.
-GUEST_MODULES=(nfit nd_pmem dax_pmem device_dax ext4 xfs brd veth rdma_rxe ib_uverbs rdma_ucm)
+GUEST_MODULES=(nfit nd_pmem dax_pmem device_dax ext4 xfs brd veth rdma_rxe ib_uverbs rdma_ucm vivid)
 GUEST_MODULE_DIRS=(crypto lib arch/x86/crypto)
 
 # Copies one library or binary to the same (canonical, merged-/usr) path.
@@ -139,6 +139,15 @@ _stage_base() {
 	for lib in /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav*.so \
 		/usr/lib/x86_64-linux-gnu/libgcc_s.so.1; do
 		[[ -e $lib ]] || die "$lib missing on the host"
+		_copy_file "$lib" "$root"
+		_copy_libs "$lib" "$root" || die "libraries for $lib missing"
+	done
+
+	# libv4l2 dlopen()s every plugin in this directory on v4l2_open();
+	# libv4l-mplane.so shows a multi-planar-only device (vivid
+	# multiplanar=2) through the single-planar API, as on any Debian host.
+	for lib in /usr/lib/x86_64-linux-gnu/libv4l/plugins/libv4l-mplane.so; do
+		[[ -e $lib ]] || die "$lib missing on the host (libv4l-0)"
 		_copy_file "$lib" "$root"
 		_copy_libs "$lib" "$root" || die "libraries for $lib missing"
 	done
