@@ -21,11 +21,12 @@ use crate::sys::procfd::fstat_id;
 
 /// The keys of every record [`Record::to_json`] writes, in order (the
 /// schema in `docs/policy.md`).
-pub const RECORD_KEYS: [&str; 17] = [
+pub const RECORD_KEYS: [&str; 18] = [
     "time",
     "pid",
     "tid",
     "program",
+    "consumer",
     "entry",
     "addr",
     "len",
@@ -44,6 +45,8 @@ pub const RECORD_KEYS: [&str; 17] = [
 /// One registration, as the audit record tells it.
 #[derive(Debug, Clone, Default)]
 pub struct Record<'a> {
+    /// `rdma`, `v4l2` or `io_uring`.
+    pub consumer: &'a str,
     pub entry: &'a str,
     pub addr: u64,
     pub len: u64,
@@ -77,6 +80,8 @@ impl Record<'_> {
             crate::sys::tid()
         );
         json_str(&mut s, program().as_bytes());
+        s.push_str(",\"consumer\":");
+        json_str(&mut s, self.consumer.as_bytes());
         s.push_str(",\"entry\":");
         json_str(&mut s, self.entry.as_bytes());
         let _ = write!(s, ",\"addr\":\"{:#x}\",\"len\":{},\"access\":\"{:#x}\"", self.addr, self.len, self.access);
@@ -237,6 +242,7 @@ mod tests {
     fn record_is_one_line_of_json_with_every_field() {
         let path = std::path::Path::new("/mnt/pmem/da\"ta");
         let r = Record {
+            consumer: "rdma",
             entry: "ibv_reg_mr",
             addr: 0x1000,
             len: 4096,

@@ -8,7 +8,7 @@ use crate::fsdax::writable_file_mapping_allowed;
 use crate::policy::Rule;
 use crate::report::{FileInfo, Kind, Piece, Report};
 use crate::sys::Errno;
-use crate::types::Pin;
+use crate::types::{Consumer, Pin};
 
 /// A path as it goes into a one-line message: control characters (a newline
 /// in a file name could split the line or forge another) are written as
@@ -34,11 +34,55 @@ pub fn mount_words(info: &FileInfo) -> String {
     format!("{} on {} at {}, {dax}", m.fstype, shown(m.source.as_ref()), shown(&m.mount_point))
 }
 
+/// Where a long-term pin was asked for, as a message names it:
+/// `ibv_reg_mr_iova2(0x7f3a00000000, 2097152)`, or with a detail
+/// `VIDIOC_QBUF(/dev/video0 buffer 0 plane 1: 0x7f3a00000000, 115200)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Site<'a> {
+    pub consumer: Consumer,
+    /// The function or request: `ibv_reg_mr_iova2`, `VIDIOC_QBUF`, `io_uring_register_buffers`.
+    pub entry: &'a str,
+    /// What else names the buffer (device, index, plane), if anything.
+    pub detail: Option<&'a str>,
+    pub addr: u64,
+    pub len: u64,
+}
+
+impl<'a> Site<'a> {
+    /// An RDMA registration of `[addr, addr + len)` through `entry`.
+    pub fn rdma(entry: &'a str, addr: u64, len: u64) -> Self {
+        Site { consumer: Consumer::Rdma, entry, detail: None, addr, len }
+    }
+}
+
+impl std::fmt::Display for Site<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.detail {
+            Some(d) => write!(f, "{}({d}: {:#x}, {})", self.entry, self.addr, self.len),
+            None => write!(f, "{}({:#x}, {})", self.entry, self.addr, self.len),
+        }
+    }
+}
+
+/// What to do instead, for each consumer.
+pub fn remedy(consumer: Consumer) -> &'static str {
+    match consumer {
+        Consumer::Rdma => "register device-DAX or anonymous memory, or use IBV_ACCESS_ON_DEMAND",
+        Consumer::V4l2 => "use MMAP or DMABUF buffers, or USERPTR buffers in anonymous or device-DAX memory",
+        Consumer::IoUring => "register anonymous memory as fixed buffers, or read and write without them",
+    }
+}
+
 /// The refusal line, e.g. `daxguard: refused ibv_reg_mr_iova2(0x7f3a00000000, 2097152):
 /// /mnt/pmem/data is on filesystem-DAX (ext4 on /dev/pmem0 at /mnt/pmem, dax=always); ...`.
 /// `culprit` is the file behind the verdict ([`Report::culprit`], or what `judge` found).
 pub fn refusal(entry: &str, addr: u64, len: u64, culprit: Option<&FileInfo>, rule: Rule) -> String {
-    let head = format!("daxguard: refused {entry}({addr:#x}, {len})");
+    refusal_at(&Site::rdma(entry, addr, len), culprit, rule)
+}
+
+/// [`refusal`] for any consumer's call.
+pub fn refusal_at(site: &Site<'_>, culprit: Option<&FileInfo>, rule: Rule) -> String {
+    let remedy = remedy(site.consumer);
     let cause = match (rule, culprit) {
         (Rule::Unverified, Some(f)) => format!(
             "could not verify that {} is not on filesystem-DAX ({}; {:?}); set DAXGUARD_UNKNOWN=allow to register it anyway",
@@ -47,28 +91,32 @@ pub fn refusal(entry: &str, addr: u64, len: u64, culprit: Option<&FileInfo>, rul
             f.evidence
         ),
         (Rule::Unverified, None) => "could not verify the range is not filesystem-DAX".to_string(),
-        (_, Some(f)) => format!(
-            "{} is on filesystem-DAX ({}); register device-DAX or anonymous memory, or use IBV_ACCESS_ON_DEMAND",
-            shown(&f.path),
-            mount_words(f)
-        ),
-        (_, None) => "the range is on filesystem-DAX; register device-DAX or anonymous memory, \
-                      or use IBV_ACCESS_ON_DEMAND"
-            .to_string(),
+        (_, Some(f)) => format!("{} is on filesystem-DAX ({}); {remedy}", shown(&f.path), mount_words(f)),
+        (_, None) => format!("the range is on filesystem-DAX; {remedy}"),
     };
-    format!("{head}: {cause}")
+    format!("daxguard: refused {site}: {cause}")
 }
 
 /// The line for `warn` mode: what would have been refused.
 pub fn warning(entry: &str, addr: u64, len: u64, culprit: Option<&FileInfo>, rule: Rule) -> String {
-    let refusal = refusal(entry, addr, len, culprit, rule);
+    warning_at(&Site::rdma(entry, addr, len), culprit, rule)
+}
+
+/// [`warning`] for any consumer's call.
+pub fn warning_at(site: &Site<'_>, culprit: Option<&FileInfo>, rule: Rule) -> String {
+    let refusal = refusal_at(site, culprit, rule);
     let rest = refusal.strip_prefix("daxguard: refused ").unwrap_or(&refusal);
     format!("daxguard: warning: would refuse {rest} (DAXGUARD_MODE=warn: forwarded)")
 }
 
 /// Why a forwarded registration that asked for `pin` failed with `errno`, as far as it can be known.
 pub fn failure(entry: &str, addr: u64, len: u64, pin: Pin, errno: i32, report: Option<&Report>) -> String {
-    let head = format!("daxguard: {entry}({addr:#x}, {len}) failed with {}", errno_name(errno));
+    failure_at(&Site::rdma(entry, addr, len), pin, errno, report)
+}
+
+/// [`failure`] for any consumer's call; `report` covers its buffers.
+pub fn failure_at(site: &Site<'_>, pin: Pin, errno: i32, report: Option<&Report>) -> String {
+    let head = format!("daxguard: {site} failed with {}", errno_name(errno));
     let pieces: &[Piece] = report.map_or(&[], |r| &r.pieces);
     let fsdax = pieces.iter().find_map(|p| match &p.kind {
         Kind::FsDax(f) => Some(f),
@@ -76,35 +124,44 @@ pub fn failure(entry: &str, addr: u64, len: u64, pin: Pin, errno: i32, report: O
     });
     let hole = pieces.iter().find(|p| matches!(p.kind, Kind::Hole) || p.prot.is_some_and(|pr| !pr.read && !pr.write));
     let shared_file = pieces.iter().find(|p| !writable_file_mapping_allowed(pin.write, p));
-    let why = match errno {
-        libc::EOPNOTSUPP | libc::EINVAL if pin.on_demand => {
+    let other_file = pieces.iter().find_map(|p| p.kind.file_info().filter(|f| !is_shmem_or_hugetlb(f)));
+    let why = match (errno, fsdax, hole, shared_file) {
+        (libc::EOPNOTSUPP | libc::EINVAL, ..) if pin.on_demand => {
             "the device does not support on-demand paging (IBV_ACCESS_ON_DEMAND); check `ibv_devinfo -v` odp_caps"
                 .into()
         }
-        libc::EOPNOTSUPP if fsdax.is_some() => {
-            let f = fsdax.unwrap_or_else(|| unreachable!());
-            format!(
-                "the kernel refuses long-term pins of filesystem-DAX memory: {} ({}); register device-DAX or anonymous memory, or use IBV_ACCESS_ON_DEMAND",
-                shown(&f.path),
-                mount_words(f)
-            )
-        }
-        libc::EFAULT if hole.is_some() => {
-            let p = hole.unwrap_or_else(|| unreachable!());
+        (libc::EOPNOTSUPP, Some(f), ..) => format!(
+            "the kernel refuses long-term pins of filesystem-DAX memory: {} ({}); {}",
+            shown(&f.path),
+            mount_words(f),
+            remedy(site.consumer)
+        ),
+        (libc::EOPNOTSUPP, None, ..) if site.consumer == Consumer::IoUring && other_file.is_some() => format!(
+            "io_uring before Linux 6.5 refuses fixed buffers backed by any file but tmpfs and hugetlbfs ({}); {}",
+            other_file.map(|f| shown(&f.path)).unwrap_or_default(),
+            remedy(site.consumer)
+        ),
+        (libc::EFAULT, _, Some(p), _) => {
             let what = if matches!(p.kind, Kind::Hole) { "nothing is mapped" } else { "the pages are PROT_NONE" };
             format!("{what} at {:#x}-{:#x}; register only mapped, accessible memory", p.start, p.end)
         }
-        libc::EFAULT if shared_file.is_some() => {
-            let f = shared_file.and_then(|p| p.kind.file_info()).map(|f| shown(&f.path)).unwrap_or_default();
+        (libc::EFAULT, _, None, Some(p)) => {
+            let f = p.kind.file_info().map(|f| shown(&f.path)).unwrap_or_default();
             format!(
                 "Linux 6.5+ refuses writable long-term pins of shared page-cache file mappings ({f}); \
                  register it read-only, map it MAP_PRIVATE, or use anonymous memory"
             )
         }
-        libc::ENOMEM => memlock_words(len),
+        (libc::ENOMEM, ..) => memlock_words(site.len),
         _ => return head,
     };
     format!("{head}: {why}")
+}
+
+/// tmpfs (shmem) and hugetlbfs: the files io_uring accepted before 6.5.
+fn is_shmem_or_hugetlb(f: &FileInfo) -> bool {
+    f.evidence == crate::report::Evidence::SharedMemory
+        || f.mount.as_ref().is_some_and(|m| m.fstype == "tmpfs" || m.fstype == "hugetlbfs")
 }
 
 fn memlock_words(len: u64) -> String {

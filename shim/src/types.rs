@@ -37,6 +37,32 @@ impl Vma<'_> {
     }
 }
 
+/// Who asks for the long-term pin: the kernel subsystem behind the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consumer {
+    /// RDMA memory registration (`ib_umem_get()`): libibverbs, DevX.
+    #[default]
+    Rdma,
+    /// V4L2 `USERPTR` buffers (vb2's `get_userptr`), at `VIDIOC_QBUF` / `VIDIOC_PREPARE_BUF`.
+    V4l2,
+    /// io_uring fixed buffers (`io_pin_pages()`), at `IORING_REGISTER_BUFFERS*`.
+    IoUring,
+}
+
+impl Consumer {
+    /// A short stable name, used in JSON, the audit record and `--for`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Consumer::Rdma => "rdma",
+            Consumer::V4l2 => "v4l2",
+            Consumer::IoUring => "io_uring",
+        }
+    }
+
+    /// Every consumer, in the order the docs list them.
+    pub const ALL: [Consumer; 3] = [Consumer::Rdma, Consumer::V4l2, Consumer::IoUring];
+}
+
 /// What a consumer's pin asks of the kernel, as far as the rules care:
 /// the `FOLL_*` flags its call ends up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

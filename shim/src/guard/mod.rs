@@ -17,16 +17,18 @@ use std::time::Instant;
 use self::setup::{DECIDE_NS, FORWARDED, REFUSED, REWRITTEN, SEEN, Setup, say_once, setup};
 use crate::audit::Record;
 use crate::error::Error;
+use crate::explain::{self, Site};
+use crate::fsdax;
 use crate::judge::{Options, classify_with, judge};
 use crate::policy::{Action, Decision, Rule, decide};
 use crate::report::{FileInfo, Report, Verdict};
 use crate::settings::Mode;
 use crate::sys::{Errno, stderr_line};
-use crate::types::Pin;
-use crate::{explain, fsdax};
+use crate::types::{Consumer, Pin};
 
 static SAID_NO_PROC: AtomicBool = AtomicBool::new(false);
 static SAID_ODP: AtomicBool = AtomicBool::new(false);
+static SAID_ODP_NA: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// Set while this thread is inside a guarded registration.
@@ -50,13 +52,35 @@ impl Drop for Inside {
     }
 }
 
+/// One buffer a call pins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Buffer {
+    pub addr: u64,
+    pub len: u64,
+}
+
+/// How an API answers: what a refusal returns, how a failure shows.
+pub(crate) struct Answer<R> {
+    /// What to return when refusing.
+    pub refused: R,
+    /// The errno behind a failed result (`None`: it succeeded).
+    pub failed: fn(R) -> Option<Errno>,
+    /// Whether the API reports failure in `errno` (libibverbs, libc) or only
+    /// in its return value (liburing's `-errno`): a refusal sets errno only
+    /// for the former.
+    pub sets_errno: bool,
+}
+
 /// One call that asks for a long-term pin, as every consumer's entry point
 /// describes it.
 pub(crate) struct Call<'a> {
-    /// The function called, as the program named it (`ibv_reg_mr_iova2`).
+    pub consumer: Consumer,
+    /// The function or request, as the program named it (`ibv_reg_mr_iova2`, `VIDIOC_QBUF`).
     pub entry: &'static str,
-    pub addr: u64,
-    pub len: u64,
+    /// The buffers it pins: one for a registration, one per plane or iovec.
+    pub buffers: &'a [Buffer],
+    /// What names buffer `i` in a message (device, index, plane), if anything.
+    pub detail: &'a dyn Fn(usize) -> Option<String>,
     /// The consumer's own flags, recorded as they are (verbs access flags).
     pub access: u32,
     pub pin: Pin,
@@ -70,6 +94,8 @@ struct Pre {
     decision: Decision,
     /// The verdict's name, or `unchecked` / `error` when there is none.
     verdict: &'static str,
+    /// Which buffer the verdict is about (the culprit's, else the first).
+    index: usize,
     /// The full report, when the audit record or a failure needs one.
     report: Option<Report>,
     decide_ns: u64,
@@ -80,15 +106,18 @@ struct Outcome<R> {
     result: R,
     /// 0 on success, else the errno the caller sees.
     errno: i32,
+    /// errno as the caller will see it on return.
+    errno_after: Errno,
     /// `refused`, `forwarded` or `rewritten_odp`.
     action: &'static str,
 }
 
 /// Guards one call. `forward(on_demand)` makes the real call (asking for an
-/// on-demand pin instead when `on_demand`), `failed` tells a failed result,
-/// `refused` is what to return when refusing (errno is set to EOPNOTSUPP,
-/// what the kernel itself answers for fs-DAX).
-pub(crate) fn guard<R: Copy>(call: Call, forward: impl Fn(bool) -> R, failed: impl Fn(R) -> bool, refused: R) -> R {
+/// on-demand pin instead when `on_demand`); `answer` says how the API
+/// reports a refusal (`EOPNOTSUPP`, what the kernel itself answers for
+/// fs-DAX) and a failure. errno on return is exactly what the provider left,
+/// or the refusal's: the lookups' own errnos never leak to the caller.
+pub(crate) fn guard<R: Copy>(call: Call, forward: impl Fn(bool) -> R, answer: Answer<R>) -> R {
     let Some(_inside) = Inside::enter() else {
         return forward(false); // libibverbs calling itself through the PLT: already checked
     };
@@ -96,15 +125,22 @@ pub(crate) fn guard<R: Copy>(call: Call, forward: impl Fn(bool) -> R, failed: im
     if s.settings.mode == Mode::Off {
         return forward(false);
     }
+    let caller_errno = Errno::last();
     let mut pre = catch_unwind(AssertUnwindSafe(|| before(s, &call))).unwrap_or_else(|_| Pre::unjudged());
     SEEN.fetch_add(1, Ordering::Relaxed);
     DECIDE_NS.fetch_add(pre.decide_ns, Ordering::Relaxed);
     let call_with = |on_demand: bool, action| {
+        caller_errno.set(); // the provider starts from the caller's errno, as without us
         let result = forward(on_demand);
-        Outcome { result, errno: if failed(result) { Errno::last().raw() } else { 0 }, action }
+        let errno_after = Errno::last();
+        let errno = (answer.failed)(result).map_or(0, Errno::raw);
+        Outcome { result, errno, errno_after, action }
     };
     let mut out = match pre.decision.action {
-        Action::Refuse => Outcome { result: refused, errno: libc::EOPNOTSUPP, action: "refused" },
+        Action::Refuse => {
+            let errno_after = if answer.sets_errno { Errno::EOPNOTSUPP } else { caller_errno };
+            Outcome { result: answer.refused, errno: libc::EOPNOTSUPP, errno_after, action: "refused" }
+        }
         Action::RewriteOdp => call_with(true, "rewritten_odp"),
         Action::Forward => call_with(false, "forwarded"),
     };
@@ -116,9 +152,7 @@ pub(crate) fn guard<R: Copy>(call: Call, forward: impl Fn(bool) -> R, failed: im
     }
     count(&out);
     let _ = catch_unwind(AssertUnwindSafe(|| record(s, &call, &pre, &out)));
-    if out.errno != 0 {
-        Errno::from_raw(out.errno).set();
-    }
+    out.errno_after.set();
     out.result
 }
 
@@ -126,7 +160,7 @@ impl Pre {
     /// After a panic while deciding: forward, as if nothing could be inspected.
     fn unjudged() -> Pre {
         let decision = Decision { action: Action::Forward, rule: Rule::CannotInspect };
-        Pre { decision, verdict: "error", report: None, decide_ns: 0 }
+        Pre { decision, verdict: "error", index: 0, report: None, decide_ns: 0 }
     }
 }
 
@@ -147,92 +181,152 @@ fn before(s: &Setup, call: &Call) -> Pre {
     // Clock reads only when someone reads the time: without a TSC the vDSO
     // falls back to a syscall (under emulation, an expensive one).
     let t0 = (settings.stats || s.sink.is_some()).then(Instant::now);
-    let (judged, report, culprit) = look(s, call);
+    let looked = look(s, call);
     let quiet = settings.quiet || settings.mode == Mode::Audit;
-    if let Some(Err(e @ (Error::ProcOpen { .. } | Error::Proc { .. }))) = &judged {
+    if let Some(Err(e @ (Error::ProcOpen { .. } | Error::Proc { .. }))) = &looked.judged {
         say_once(&SAID_NO_PROC, quiet, || {
             format!(
                 "daxguard: cannot inspect mappings ({e}); forwarding registrations unchecked, the kernel remains the backstop"
             )
         });
     }
-    let decision = decide(settings, call.pin, judged.as_ref(), call.device_odp);
+    let device_odp = || call.consumer == Consumer::Rdma && (call.device_odp)();
+    let decision = decide(settings, call.pin, looked.judged.as_ref(), device_odp);
     let decide_ns = t0.map_or(0, |t| t.elapsed().as_nanos() as u64);
-    say(call, decision.rule, culprit.as_ref(), quiet);
-    let verdict = match &judged {
+    say(call, looked.index, decision.rule, looked.culprit.as_ref(), settings.mode, quiet);
+    let verdict = match &looked.judged {
         None => "unchecked",
         Some(Err(_)) => "error",
         Some(Ok(v)) => v.name(),
     };
-    Pre { decision, verdict, report, decide_ns }
+    Pre { decision, verdict, index: looked.index, report: looked.report, decide_ns }
 }
 
-/// The verdict, and the report or culprit that explains it. ODP pins
+/// What [`look`] found.
+struct Looked {
+    judged: Option<Result<Verdict, Error>>,
+    /// The buffer the verdict is about.
+    index: usize,
+    /// Its full report (with an audit sink), and its culprit file.
+    report: Option<Report>,
+    culprit: Option<FileInfo>,
+}
+
+/// The verdict over every buffer (fs-DAX anywhere wins, then unverifiable,
+/// then a lookup error), and what explains it. An on-demand pin pins
 /// nothing (the kernel allows it on fs-DAX): no lookup at all. With an audit
-/// sink the record names the file and mount of every registration: the full
-/// report; otherwise `judge`, which allocates nothing on anonymous memory.
-fn look(s: &Setup, call: &Call) -> (Option<Result<Verdict, Error>>, Option<Report>, Option<FileInfo>) {
+/// sink the record names the file and mount of every call: the full report;
+/// otherwise `judge`, which allocates nothing on anonymous memory.
+fn look(s: &Setup, call: &Call) -> Looked {
+    let mut best = Looked { judged: None, index: 0, report: None, culprit: None };
     if call.pin.on_demand {
-        return (None, None, None);
+        return best;
     }
+    let rank = |j: &Option<Result<Verdict, Error>>| match j {
+        Some(Ok(Verdict::FsDax { .. })) => 3,
+        Some(Ok(Verdict::Unverified { .. })) => 2,
+        Some(Err(_)) => 1,
+        _ => 0,
+    };
+    for (index, b) in call.buffers.iter().enumerate() {
+        let found = look_at(s, *b, index);
+        if best.judged.is_none() || rank(&found.judged) > rank(&best.judged) {
+            best = found;
+        }
+        if rank(&best.judged) == 3 {
+            break;
+        }
+    }
+    best
+}
+
+fn look_at(s: &Setup, b: Buffer, index: usize) -> Looked {
     let lookup = s.settings.lookup;
     if s.sink.is_some() {
-        return match classify_with(call.addr, call.len, Options { target: None, lookup }) {
+        return match classify_with(b.addr, b.len, Options { target: None, lookup }) {
             Ok(r) => {
                 let culprit = r.culprit().cloned();
-                (Some(Ok(r.verdict())), Some(r), culprit)
+                Looked { judged: Some(Ok(r.verdict())), index, report: Some(r), culprit }
             }
-            Err(e) => (Some(Err(e)), None, None),
+            Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None },
         };
     }
-    match judge(call.addr, call.len, lookup) {
-        Ok(j) => (Some(Ok(j.verdict)), None, j.culprit),
-        Err(e) => (Some(Err(e)), None, None),
+    match judge(b.addr, b.len, lookup) {
+        Ok(j) => Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: j.culprit },
+        Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None },
     }
+}
+
+/// Buffer `index` of the call, as messages name it.
+fn site_of<'d>(call: &Call, index: usize, detail: &'d Option<String>) -> Site<'d> {
+    let b = call.buffers.get(index).copied().unwrap_or(Buffer { addr: 0, len: 0 });
+    Site { consumer: call.consumer, entry: call.entry, detail: detail.as_deref(), addr: b.addr, len: b.len }
 }
 
 /// The line a decision prints: a refusal, a warning, or (once) the ODP rewrite.
-fn say(call: &Call, rule: Rule, culprit: Option<&FileInfo>, quiet: bool) {
+fn say(call: &Call, index: usize, rule: Rule, culprit: Option<&FileInfo>, mode: Mode, quiet: bool) {
+    let detail = (call.detail)(index);
+    let site = site_of(call, index, &detail);
     match rule {
-        Rule::FsDax | Rule::Unverified if !quiet => {
-            stderr_line(&explain::refusal(call.entry, call.addr, call.len, culprit, rule))
-        }
-        Rule::Warned if !quiet => stderr_line(&explain::warning(call.entry, call.addr, call.len, culprit, Rule::FsDax)),
+        Rule::FsDax | Rule::Unverified if !quiet => stderr_line(&explain::refusal_at(&site, culprit, rule)),
+        Rule::Warned if !quiet => stderr_line(&explain::warning_at(&site, culprit, Rule::FsDax)),
         Rule::OdpRewrite => say_once(&SAID_ODP, quiet, || {
             format!(
-                "daxguard: {}({:#x}, {}) is on filesystem-DAX: registering it with IBV_ACCESS_ON_DEMAND (DAXGUARD_MODE=odp; said once)",
-                call.entry, call.addr, call.len
+                "daxguard: {site} is on filesystem-DAX: registering it with IBV_ACCESS_ON_DEMAND (DAXGUARD_MODE=odp; said once)"
             )
         }),
         _ => {}
     }
+    if mode == Mode::Odp && call.consumer != Consumer::Rdma && matches!(rule, Rule::FsDax | Rule::Unverified) {
+        say_once(&SAID_ODP_NA, quiet, || {
+            format!(
+                "daxguard: DAXGUARD_MODE=odp does not apply to {} pins (no on-demand paging there): refusing as enforce does (said once)",
+                call.consumer.name()
+            )
+        });
+    }
+}
+
+/// Every buffer's pieces, as one report for explaining a failure.
+fn report_of_all(call: &Call, lookup: crate::types::LookupChoice) -> Option<Report> {
+    let mut all: Option<Report> = None;
+    for b in call.buffers {
+        let r = classify_with(b.addr, b.len, Options { target: None, lookup }).ok()?;
+        match &mut all {
+            None => all = Some(r),
+            Some(a) => a.pieces.extend(r.pieces),
+        }
+    }
+    all
 }
 
 /// Explains a failed forwarded registration; returns whether to retry with ODP
 /// (`odp` mode, EFAULT on a writable shared page-cache file mapping, device with ODP).
 fn after_failure(s: &Setup, call: &Call, pre: &mut Pre, errno: i32) -> bool {
     let settings = &s.settings;
-    if pre.report.is_none() {
-        pre.report = classify_with(call.addr, call.len, Options { target: None, lookup: settings.lookup }).ok();
+    if pre.report.is_none() || call.buffers.len() > 1 {
+        pre.report = report_of_all(call, settings.lookup);
     }
     let shared_file = pre
         .report
         .as_ref()
         .is_some_and(|r| r.pieces.iter().any(|p| !fsdax::writable_file_mapping_allowed(call.pin.write, p)));
     let retry = settings.mode == Mode::Odp
+        && call.consumer == Consumer::Rdma
         && errno == libc::EFAULT
         && shared_file
         && !call.pin.on_demand
         && (call.device_odp)();
+    let detail = (call.detail)(pre.index);
+    let site = site_of(call, pre.index, &detail);
     if retry {
         say_once(&SAID_ODP, settings.quiet, || {
             format!(
-                "daxguard: {}({:#x}, {}) got EFAULT (writable pin of a shared file mapping): registering it with IBV_ACCESS_ON_DEMAND (DAXGUARD_MODE=odp; said once)",
-                call.entry, call.addr, call.len
+                "daxguard: {site} got EFAULT (writable pin of a shared file mapping): registering it with IBV_ACCESS_ON_DEMAND (DAXGUARD_MODE=odp; said once)"
             )
         });
     } else if !settings.quiet && settings.mode != Mode::Audit {
-        stderr_line(&explain::failure(call.entry, call.addr, call.len, call.pin, errno, pre.report.as_ref()));
+        stderr_line(&explain::failure_at(&site, call.pin, errno, pre.report.as_ref()));
     }
     retry
 }
@@ -245,12 +339,15 @@ fn record<R>(s: &Setup, call: &Call, pre: &Pre, out: &Outcome<R>) {
         Verdict::Allow => r.pieces.iter().find_map(|p| p.kind.file_info()),
         _ => r.culprit(),
     });
+    let detail = (call.detail)(pre.index);
+    let site = site_of(call, pre.index, &detail);
     let explain = (out.errno != 0 && pre.decision.action != Action::Refuse)
-        .then(|| explain::failure(call.entry, call.addr, call.len, call.pin, out.errno, pre.report.as_ref()));
+        .then(|| explain::failure_at(&site, call.pin, out.errno, pre.report.as_ref()));
     let rec = Record {
+        consumer: call.consumer.name(),
         entry: call.entry,
-        addr: call.addr,
-        len: call.len,
+        addr: site.addr,
+        len: site.len,
         access: call.access,
         verdict: pre.verdict,
         reason: pre.decision.rule.name(),

@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use verbs_sys::*;
 
-use crate::guard::{Call, guard};
+use crate::guard::{Answer, Buffer, Call, guard};
 use crate::intercept::resolve::Real;
 use crate::sys::{Errno, stderr_line};
+use crate::types::Consumer;
 
 static REG_MR: Real = Real::new(c"ibv_reg_mr", IBV_REG_MR_VERSION);
 static REG_MR_IOVA: Real = Real::new(c"ibv_reg_mr_iova", IBV_REG_MR_IOVA_VERSION);
@@ -54,10 +55,21 @@ fn device_odp(pd: *mut ibv_pd) -> impl Fn() -> bool {
     move || unsafe { super::odp::supported(pd) }
 }
 
-/// The call as the guard sees it.
-fn call<'a>(entry: &'static str, addr: *mut c_void, len: usize, access: u32, odp: &'a dyn Fn() -> bool) -> Call<'a> {
-    Call { entry, addr: addr as u64, len: len as u64, access, pin: super::pin(access), device_odp: odp }
+/// The call as the guard sees it: one buffer.
+fn call<'a>(entry: &'static str, buffer: &'a [Buffer; 1], access: u32, odp: &'a dyn Fn() -> bool) -> Call<'a> {
+    let pin = super::pin(access);
+    Call { consumer: Consumer::Rdma, entry, buffers: buffer, detail: &|_| None, access, pin, device_odp: odp }
 }
+
+fn buffer(addr: *mut c_void, len: usize) -> [Buffer; 1] {
+    [Buffer { addr: addr as u64, len: len as u64 }]
+}
+
+/// libibverbs' answers: NULL (or non-zero for rereg) with errno set.
+const NULL_MR: Answer<*mut ibv_mr> =
+    Answer { refused: null_mut(), failed: |r| r.is_null().then(Errno::last), sets_errno: true };
+const REREG: Answer<c_int> =
+    Answer { refused: IBV_REREG_MR_ERR_INPUT, failed: |r| (r != 0).then(Errno::last), sets_errno: true };
 
 /// `access`, with `IBV_ACCESS_ON_DEMAND` added when the guard asks for it.
 fn with_odp(access: u32, on_demand: bool) -> u32 {
@@ -71,7 +83,8 @@ fn with_odp(access: u32, on_demand: bool) -> u32 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ibv_reg_mr(pd: *mut ibv_pd, addr: *mut c_void, length: usize, access: c_int) -> *mut ibv_mr {
     let odp = device_odp(pd);
-    let c = call("ibv_reg_mr", addr, length, access as u32, &odp);
+    let b = buffer(addr, length);
+    let c = call("ibv_reg_mr", &b, access as u32, &odp);
     let fwd = |on_demand| match real(&REG_MR, ibv_reg_mr as *const c_void) {
         // SAFETY: looked up as ibv_reg_mr@IBVERBS_1.1, whose type this is.
         Some(f) => unsafe {
@@ -80,7 +93,7 @@ pub unsafe extern "C" fn ibv_reg_mr(pd: *mut ibv_pd, addr: *mut c_void, length: 
         },
         None => null_mut(),
     };
-    guard(c, fwd, |r| r.is_null(), null_mut())
+    guard(c, fwd, NULL_MR)
 }
 
 /// `ibv_reg_mr_iova@IBVERBS_1.7`.
@@ -96,7 +109,8 @@ pub unsafe extern "C" fn ibv_reg_mr_iova(
     access: c_int,
 ) -> *mut ibv_mr {
     let odp = device_odp(pd);
-    let c = call("ibv_reg_mr_iova", addr, length, access as u32, &odp);
+    let b = buffer(addr, length);
+    let c = call("ibv_reg_mr_iova", &b, access as u32, &odp);
     let fwd = |on_demand| match real(&REG_MR_IOVA, ibv_reg_mr_iova as *const c_void) {
         // SAFETY: looked up as ibv_reg_mr_iova@IBVERBS_1.7.
         Some(f) => unsafe {
@@ -105,7 +119,7 @@ pub unsafe extern "C" fn ibv_reg_mr_iova(
         },
         None => null_mut(),
     };
-    guard(c, fwd, |r| r.is_null(), null_mut())
+    guard(c, fwd, NULL_MR)
 }
 
 /// `ibv_reg_mr_iova2@IBVERBS_1.8`: where most callers arrive (the verbs.h
@@ -122,7 +136,8 @@ pub unsafe extern "C" fn ibv_reg_mr_iova2(
     access: u32,
 ) -> *mut ibv_mr {
     let odp = device_odp(pd);
-    let c = call("ibv_reg_mr_iova2", addr, length, access, &odp);
+    let b = buffer(addr, length);
+    let c = call("ibv_reg_mr_iova2", &b, access, &odp);
     let fwd = |on_demand| match real(&REG_MR_IOVA2, ibv_reg_mr_iova2 as *const c_void) {
         // SAFETY: looked up as ibv_reg_mr_iova2@IBVERBS_1.8.
         Some(f) => unsafe {
@@ -131,7 +146,7 @@ pub unsafe extern "C" fn ibv_reg_mr_iova2(
         },
         None => null_mut(),
     };
-    guard(c, fwd, |r| r.is_null(), null_mut())
+    guard(c, fwd, NULL_MR)
 }
 
 /// `ibv_rereg_mr@IBVERBS_1.1`: checked only when the translation changes
@@ -167,7 +182,8 @@ pub unsafe extern "C" fn ibv_rereg_mr(
     // SAFETY: `mr` is live per ibv_rereg_mr(3) when not NULL.
     let odp_pd = if flags & IBV_REREG_MR_CHANGE_PD != 0 || mr.is_null() { pd } else { unsafe { (*mr).pd } };
     let odp = device_odp(odp_pd);
-    guard(call("ibv_rereg_mr", addr, length, acc, &odp), fwd, |r| r != 0, IBV_REREG_MR_ERR_INPUT)
+    let b = buffer(addr, length);
+    guard(call("ibv_rereg_mr", &b, acc, &odp), fwd, REREG)
 }
 
 /// `ibv_reg_mr_ex` (rdma-core 57+): address-based registrations are checked;
@@ -189,7 +205,8 @@ pub unsafe extern "C" fn ibv_reg_mr_ex(pd: *mut ibv_pd, attr: *mut ibv_mr_init_a
         return call_real(attr);
     }
     let odp = device_odp(pd);
-    let c = call("ibv_reg_mr_ex", orig.addr, orig.length, orig.access as u32, &odp);
+    let b = buffer(orig.addr, orig.length);
+    let c = call("ibv_reg_mr_ex", &b, orig.access as u32, &odp);
     let fwd = |on_demand| {
         let acc = with_odp(orig.access as u32, on_demand);
         if acc == orig.access as u32 {
@@ -199,5 +216,5 @@ pub unsafe extern "C" fn ibv_reg_mr_ex(pd: *mut ibv_pd, attr: *mut ibv_mr_init_a
         rewritten.access = acc as c_int;
         call_real(&mut rewritten)
     };
-    guard(c, fwd, |r| r.is_null(), null_mut())
+    guard(c, fwd, NULL_MR)
 }
