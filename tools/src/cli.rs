@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::access::parse_access;
 use crate::units::{parse_len, parse_pid, parse_size};
 
 const MAIN_AFTER: &str = "\
@@ -231,7 +232,7 @@ pub struct ProbeArgs {
     pub len: Option<u64>,
 
     /// IBV_ACCESS_* flags (see below); default rw
-    #[arg(long, value_name = "FLAGS", value_parser = crate::probe::parse_access)]
+    #[arg(long, value_name = "FLAGS", value_parser = parse_access)]
     pub access: Option<u32>,
 
     /// Add IBV_ACCESS_ON_DEMAND: an on-demand-paging registration, never pinned

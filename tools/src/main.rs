@@ -4,6 +4,7 @@
 //! judge or bad input, 3 probe disagreement; `run` returns CMD's own status.
 //! Every error is one line on stderr: `daxguard: <what is wrong>`.
 
+mod access;
 mod check;
 mod cli;
 mod doctor;
