@@ -10,6 +10,7 @@ mod cli;
 mod doctor;
 mod output;
 mod probe;
+mod process;
 mod region;
 mod report;
 mod run;

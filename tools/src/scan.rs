@@ -6,9 +6,9 @@ use anyhow::Context;
 use daxguard::{Kind, Options, Report, Target, classify_with};
 use serde::Serialize;
 
-use crate::check::{classify_pid, comm};
 use crate::cli::ScanArgs;
 use crate::output::{Done, EXIT_OK, EXIT_REFUSED, EXIT_UNJUDGED, SCHEMA, Style, json};
+use crate::process::{classify_pid, comm};
 use crate::report::{self, PieceJson};
 use crate::units::human_size;
 
