@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::output::{Done, EXIT_OK, EXIT_REFUSED, SCHEMA, Style, json};
 use crate::probe::{OdpJson, odp_json};
+use crate::shim::find_shim;
 use crate::units::human_size;
 use crate::verbs::{Verbs, library_name};
 
@@ -214,7 +215,7 @@ pub fn run(json_out: bool) -> anyhow::Result<Done> {
         checks.push(check("rdma", Status::Ok, format!("RDMA device {}: {odp}", d.name), None));
     }
 
-    checks.push(match crate::run::find_shim(None) {
+    checks.push(match find_shim(None) {
         Ok(s) => {
             facts.shim = Some(s.path.display().to_string());
             check("shim", Status::Ok, format!("libdaxguard.so: {} ({}); `daxguard run` will use it", s.path.display(), s.how), None)

@@ -15,6 +15,7 @@ mod region;
 mod report;
 mod run;
 mod scan;
+mod shim;
 mod units;
 mod verbs;
 
