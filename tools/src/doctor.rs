@@ -8,10 +8,9 @@ use daxguard::mountinfo::{DaxOption, MountTable};
 use serde::Serialize;
 
 use crate::output::{Done, EXIT_OK, EXIT_REFUSED, SCHEMA, Style, json};
-use crate::probe::{OdpJson, odp_json};
 use crate::shim::find_shim;
 use crate::units::human_size;
-use crate::verbs::{Verbs, library_name};
+use crate::verbs::{OdpJson, Verbs, library_name, odp_json};
 
 #[derive(Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

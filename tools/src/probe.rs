@@ -15,7 +15,7 @@ use crate::output::{Done, EXIT_DISAGREE, EXIT_OK, SCHEMA, Style, errno_text, hex
 use crate::region::{self, Source};
 use crate::report::{self, ReportJson};
 use crate::units::human_size;
-use crate::verbs::Verbs;
+use crate::verbs::{OdpJson, Verbs, odp_json};
 
 /// Flags that make the kernel pin for writing (so the mapping must be writable).
 const WRITE_FLAGS: u32 = v::IBV_ACCESS_LOCAL_WRITE | v::IBV_ACCESS_REMOTE_WRITE | v::IBV_ACCESS_REMOTE_ATOMIC;
@@ -39,27 +39,6 @@ struct ProbeJson {
     explain: Option<String>,
     exit_code: u8,
     report: ReportJson,
-}
-
-#[derive(Serialize)]
-pub struct OdpJson {
-    pub supported: bool,
-    pub implicit: bool,
-    pub general_caps: u64,
-    pub rc_odp_caps: u32,
-    pub uc_odp_caps: u32,
-    pub ud_odp_caps: u32,
-}
-
-pub fn odp_json(c: &v::ibv_odp_caps) -> OdpJson {
-    OdpJson {
-        supported: c.general_caps & v::IBV_ODP_SUPPORT != 0,
-        implicit: c.general_caps & v::IBV_ODP_SUPPORT_IMPLICIT != 0,
-        general_caps: c.general_caps,
-        rc_odp_caps: c.per_transport_caps.rc_odp_caps,
-        uc_odp_caps: c.per_transport_caps.uc_odp_caps,
-        ud_odp_caps: c.per_transport_caps.ud_odp_caps,
-    }
 }
 
 #[derive(Serialize)]

@@ -14,6 +14,7 @@ use std::ffi::{CStr, CString, c_void};
 use std::mem::MaybeUninit;
 
 use anyhow::bail;
+use serde::Serialize;
 use verbs_sys as v;
 
 /// What to dlopen: `$DAXGUARD_IBVERBS` (another rdma-core build), else the soname.
@@ -228,5 +229,27 @@ impl Device<'_> {
         // SAFETY: `pd` is live and no MR uses it any more.
         unsafe { (self.verbs.dealloc_pd)(pd) };
         Ok(result)
+    }
+}
+
+/// `ibv_odp_caps` as `probe` and `doctor` print it in JSON.
+#[derive(Serialize)]
+pub struct OdpJson {
+    pub supported: bool,
+    pub implicit: bool,
+    pub general_caps: u64,
+    pub rc_odp_caps: u32,
+    pub uc_odp_caps: u32,
+    pub ud_odp_caps: u32,
+}
+
+pub fn odp_json(c: &v::ibv_odp_caps) -> OdpJson {
+    OdpJson {
+        supported: c.general_caps & v::IBV_ODP_SUPPORT != 0,
+        implicit: c.general_caps & v::IBV_ODP_SUPPORT_IMPLICIT != 0,
+        general_caps: c.general_caps,
+        rc_odp_caps: c.per_transport_caps.rc_odp_caps,
+        uc_odp_caps: c.per_transport_caps.uc_odp_caps,
+        ud_odp_caps: c.per_transport_caps.ud_odp_caps,
     }
 }
