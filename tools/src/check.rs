@@ -134,7 +134,7 @@ fn finish(
     let mut out = String::new();
     let _ = writeln!(out, "{}", report::verdict_line(v, unmapped, style));
     let _ = writeln!(out, "  {title}");
-    let _ = writeln!(out, "  lookup: {}", report::lookup_name(r.lookup));
+    let _ = writeln!(out, "  lookup: {}", r.lookup.name());
     for p in &r.pieces {
         report::piece_lines(p, &report::piece_json(p, t), style, &mut out);
     }

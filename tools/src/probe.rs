@@ -159,7 +159,7 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
                 writable,
             },
             access: AccessJson { value: access, flags: flag_names(access) },
-            verdict: report::verdict_name(verdict),
+            verdict: verdict.name(),
             prediction,
             kernel,
             agreement,
@@ -182,7 +182,7 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
     let _ = writeln!(out, "region:   {what}, {} at {} ({prot})", human_size(region.len), hex(region.start));
     let _ = writeln!(out, "access:   {} ({access:#x})", flag_names(access).join(","));
     let why = if odp_requested { " (ODP: forwarded unchecked)" } else { "" };
-    let _ = writeln!(out, "daxguard: {}{why}  [{}]", prediction.text(), report::verdict_name(verdict));
+    let _ = writeln!(out, "daxguard: {}{why}  [{}]", prediction.text(), verdict.name());
     let _ = writeln!(out, "kernel:   {}", kernel.text());
     let head = match agreement {
         "agree" => style.green("AGREE"),

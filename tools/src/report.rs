@@ -1,12 +1,12 @@
 //! The library's [`Report`] as the CLI shows it: serde structs for `--json`
 //! (the library types do not derive serde) and the evidence lines for people.
-//! Nothing here decides anything: kinds and verdicts are the library's.
+//! Nothing here decides anything: kinds, verdicts and their names are the library's.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 
 use daxguard::statx::statx;
-use daxguard::{Evidence, FileInfo, Kind, Lookup, Piece, Report, Target, Verdict, Via};
+use daxguard::{Evidence, FileInfo, Kind, Piece, Report, Target, Verdict, Via};
 use serde::Serialize;
 
 use crate::output::{Style, hex};
@@ -62,21 +62,6 @@ pub struct MountJson {
     pub options: String,
 }
 
-pub fn lookup_name(l: Lookup) -> &'static str {
-    match l {
-        Lookup::ProcmapQuery => "procmap_query",
-        Lookup::MapsText => "maps",
-    }
-}
-
-pub fn verdict_name(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Allow => "allow",
-        Verdict::FsDax { .. } => "fsdax",
-        Verdict::Unverified { .. } => "unverified",
-    }
-}
-
 pub fn unmapped_bytes(r: &Report) -> u64 {
     r.pieces.iter().filter(|p| p.kind == Kind::Hole).map(|p| p.end - p.start).sum()
 }
@@ -88,10 +73,10 @@ pub fn report_json(r: &Report, target: Target) -> ReportJson {
         Verdict::FsDax { piece } | Verdict::Unverified { piece } => Some(piece),
     };
     ReportJson {
-        lookup: lookup_name(r.lookup),
+        lookup: r.lookup.name(),
         start: hex(r.start),
         end: hex(r.end),
-        verdict: verdict_name(v),
+        verdict: v.name(),
         piece,
         unmapped_bytes: unmapped_bytes(r),
         pieces: r.pieces.iter().map(|p| piece_json(p, target)).collect(),
@@ -121,13 +106,12 @@ pub fn piece_json(p: &Piece, target: Target) -> PieceJson {
 }
 
 fn file_json(f: &FileInfo, kind: &Kind, start: u64, end: u64, target: Target) -> FileJson {
-    let (evidence, via) = evidence_name(f.evidence);
     FileJson {
         path: f.path.to_string_lossy().into_owned(),
         dev: f.dev.to_string(),
         inode: f.inode,
-        evidence,
-        via,
+        evidence: f.evidence.name(),
+        via: f.evidence.via().map(Via::name),
         statx_dax: statx_dax(f, kind, start, end, target),
         mount: f.mount.as_ref().map(|m| MountJson {
             mount_point: m.mount_point.to_string_lossy().into_owned(),
@@ -137,38 +121,6 @@ fn file_json(f: &FileInfo, kind: &Kind, start: u64, end: u64, target: Target) ->
         }),
         block_device_dax: block_device_dax(f),
         device_dax: matches!(kind, Kind::DeviceDax(_)),
-    }
-}
-
-fn evidence_name(e: Evidence) -> (&'static str, Option<&'static str>) {
-    let via = |v: Via| match v {
-        Via::Path => "path",
-        Via::MapFiles => "map_files",
-    };
-    match e {
-        Evidence::Statx { via: v } => ("statx", Some(via(v))),
-        Evidence::CharDevice { via: v } => ("char_device", Some(via(v))),
-        Evidence::SharedMemory => ("shared_memory", None),
-        Evidence::MountDaxAlways => ("mount_dax_always", None),
-        Evidence::MountDaxNever => ("mount_dax_never", None),
-        Evidence::FsTypeCannotDax => ("fstype_cannot_dax", None),
-        Evidence::BlockDeviceNotDax => ("block_device_not_dax", None),
-        Evidence::NotVerifiable => ("not_verifiable", None),
-    }
-}
-
-/// How the library knew, in words.
-fn evidence_text(e: Evidence) -> &'static str {
-    match e {
-        Evidence::Statx { via: Via::Path } => "statx STATX_ATTR_DAX",
-        Evidence::Statx { via: Via::MapFiles } => "statx STATX_ATTR_DAX via map_files",
-        Evidence::CharDevice { .. } => "a character device",
-        Evidence::SharedMemory => "shared memory (shmem, memfd)",
-        Evidence::MountDaxAlways => "mount option dax=always",
-        Evidence::MountDaxNever => "mount option dax=never",
-        Evidence::FsTypeCannotDax => "the filesystem type cannot do DAX",
-        Evidence::BlockDeviceNotDax => "the block device is not DAX-capable",
-        Evidence::NotVerifiable => "the file could not be examined",
     }
 }
 
@@ -219,7 +171,7 @@ pub fn piece_lines(p: &Piece, pj: &PieceJson, style: Style, out: &mut String) {
         Kind::Unverified(_) => style.yellow("unknown"),
         _ => "no".to_string(),
     };
-    let _ = writeln!(out, "      fs-DAX: {fsdax} ({})", evidence_text(info.evidence));
+    let _ = writeln!(out, "      fs-DAX: {fsdax} ({})", info.evidence.words());
     let attr = match f.statx_dax {
         Some(true) => "set",
         Some(false) => "clear",
@@ -283,7 +235,7 @@ pub fn verdict_line(v: Verdict, unmapped: bool, style: Style) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use daxguard::{Dev, MountInfo};
+    use daxguard::{Dev, Lookup, MountInfo};
 
     fn fsdax_report() -> Report {
         let info = FileInfo {

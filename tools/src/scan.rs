@@ -72,7 +72,7 @@ pub fn run(args: &ScanArgs, json_out: bool) -> anyhow::Result<Done> {
             schema: SCHEMA,
             command: "scan",
             pid,
-            lookup: report::lookup_name(report.lookup),
+            lookup: report.lookup.name(),
             only_dax: args.only_dax,
             vmas: shown.iter().map(|p| report::piece_json(p, target)).collect(),
             summary: sum,
@@ -81,7 +81,7 @@ pub fn run(args: &ScanArgs, json_out: bool) -> anyhow::Result<Done> {
         return Ok(Done::new(json(&j)?, code));
     }
     let mut out = String::new();
-    let _ = writeln!(out, "process {pid}{}: lookup {}", comm(pid), report::lookup_name(report.lookup));
+    let _ = writeln!(out, "process {pid}{}: lookup {}", comm(pid), report.lookup.name());
     for p in &shown {
         let pj = report::piece_json(p, target);
         let verdict = match p.kind {
