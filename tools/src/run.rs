@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::cli::{Mode, RunArgs, Unknown};
+use crate::cli::{RunArgs, Unknown};
 use crate::output::{Done, EXIT_OK, Exit, SCHEMA, json};
 use crate::shim::find_shim;
 
@@ -30,21 +30,11 @@ pub fn ld_preload(existing: Option<&OsStr>, shim: &Path) -> OsString {
     OsString::from_vec(out)
 }
 
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Enforce => "enforce",
-        Mode::Warn => "warn",
-        Mode::Audit => "audit",
-        Mode::Off => "off",
-        Mode::Odp => "odp",
-    }
-}
-
 /// The DAXGUARD_* variables to set; the rest are inherited as they are.
 fn settings(args: &RunArgs) -> anyhow::Result<Vec<(&'static str, String)>> {
     let mut env = Vec::new();
     if let Some(m) = args.mode {
-        env.push(("DAXGUARD_MODE", mode_name(m).to_string()));
+        env.push(("DAXGUARD_MODE", m.name().to_string()));
     }
     if let Some(dest) = &args.log {
         env.push(("DAXGUARD_LOG", log_dest(dest)?));
