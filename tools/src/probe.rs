@@ -5,6 +5,8 @@ use std::fmt::Write;
 
 use anyhow::Context;
 use daxguard::explain::errno_name;
+use daxguard::fsdax::writable_file_mapping_allowed;
+use daxguard::verbs::ib_access_writable;
 use daxguard::{Options, Verdict, classify_with};
 use serde::Serialize;
 use verbs_sys as v;
@@ -16,9 +18,6 @@ use crate::region::{self, Source};
 use crate::report::{self, ReportJson};
 use crate::units::human_size;
 use crate::verbs::{OdpJson, Verbs, odp_json};
-
-/// Flags that make the kernel pin for writing (so the mapping must be writable).
-const WRITE_FLAGS: u32 = v::IBV_ACCESS_LOCAL_WRITE | v::IBV_ACCESS_REMOTE_WRITE | v::IBV_ACCESS_REMOTE_ATOMIC;
 
 #[derive(Serialize)]
 struct ProbeJson {
@@ -90,7 +89,8 @@ impl Answer {
 pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
     let style = Style::detect(json_out);
     let access = args.access.unwrap_or(access::RW) | if args.odp { v::IBV_ACCESS_ON_DEMAND } else { 0 };
-    let writable = access & WRITE_FLAGS != 0;
+    // A pin for writing needs a writable mapping.
+    let writable = ib_access_writable(access);
     let region = match &args.path {
         Some(p) => region::map_path(p, args.offset, args.len, writable)?,
         None => region::map_anon(args.len.unwrap_or_else(region::page_size))?,
@@ -112,7 +112,9 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
         Err(errno) => Answer::refused(errno),
     };
     let no_odp = odp.is_some_and(|c| c.general_caps & v::IBV_ODP_SUPPORT == 0);
-    let file_backed = matches!(region.source, Source::File | Source::BlockDevice);
+    // Linux 6.5+ refuses a writable long-term pin of a shared file mapping, DAX or not.
+    let file_rule =
+        verdict == Verdict::Allow && report.pieces.iter().any(|p| !writable_file_mapping_allowed(writable, p));
     let predicts_refusal = prediction.errno.is_some();
     let (agreement, message) = match (predicts_refusal, kernel.errno) {
         (false, None) => ("agree", "the kernel registered it, as daxguard predicted".to_string()),
@@ -126,7 +128,7 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
         (_, Some(libc::EOPNOTSUPP)) => {
             ("disagree", "the kernel refused with EOPNOTSUPP memory daxguard would let through".to_string())
         }
-        (_, Some(libc::EFAULT)) if writable && file_backed && verdict == Verdict::Allow => (
+        (_, Some(libc::EFAULT)) if file_rule => (
             "inconclusive",
             "kernel refused for another reason: Linux 6.5+ refuses long-term pins of writable shared \
              file mappings (EFAULT), DAX or not; try --access ro"
