@@ -5,9 +5,11 @@ use std::fmt::Write;
 use std::path::Path;
 
 use daxguard::mountinfo::{DaxOption, MountTable};
+use daxguard::sysfs;
 use serde::Serialize;
 
 use crate::output::{Done, EXIT_OK, EXIT_REFUSED, SCHEMA, Style, json};
+use crate::region::rdev;
 use crate::shim::find_shim;
 use crate::units::human_size;
 use crate::verbs::{OdpJson, Verbs, library_name, odp_json};
@@ -259,9 +261,7 @@ fn dax_mounts() -> Vec<DaxMount> {
         .filter_map(|m| {
             let dax = match m.dax_option() {
                 DaxOption::Always => "always",
-                DaxOption::Inode if m.dev.major != 0 && daxguard::sysfs::block_device_dax(m.dev) == Some(true) => {
-                    "inode"
-                }
+                DaxOption::Inode if m.dev.major != 0 && sysfs::block_device_dax(m.dev) == Some(true) => "inode",
                 _ => return None,
             };
             Some(DaxMount {
@@ -274,26 +274,17 @@ fn dax_mounts() -> Vec<DaxMount> {
         .collect()
 }
 
-fn read_u64(p: &Path) -> Option<u64> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-/// `/sys/bus/dax/devices/daxX.Y`, with their size and alignment.
+/// `/sys/bus/dax/devices/daxX.Y` that have a `/dev/daxX.Y`, with their size and alignment.
 fn devdax_nodes() -> Vec<DevDax> {
     let Ok(dir) = std::fs::read_dir("/sys/bus/dax/devices") else { return Vec::new() };
     let mut v: Vec<DevDax> = dir
         .flatten()
-        .map(|e| {
+        .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let sys = e.path();
-            DevDax {
-                path: format!("/dev/{name}"),
-                size: read_u64(&sys.join("size")),
-                align: read_u64(&sys.join("align")),
-                name,
-            }
+            let path = format!("/dev/{name}");
+            let rdev = rdev(&std::fs::metadata(&path).ok()?);
+            Some(DevDax { size: sysfs::dax_device_size(rdev), align: sysfs::dax_device_align(rdev), name, path })
         })
-        .filter(|d| Path::new(&d.path).exists())
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     v

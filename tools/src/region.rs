@@ -5,14 +5,14 @@
 //! # Safety
 //! `mmap`/`munmap` of mappings this module creates and owns.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use daxguard::Dev;
+use daxguard::{Dev, sysfs};
 use serde::Serialize;
 
 use crate::output::errno_text;
@@ -56,6 +56,11 @@ pub fn page_size() -> u64 {
     if n > 0 { n as u64 } else { 4096 }
 }
 
+/// The device number a device node stands for (`st_rdev`).
+pub fn rdev(meta: &Metadata) -> Dev {
+    Dev { major: libc::major(meta.rdev()), minor: libc::minor(meta.rdev()) }
+}
+
 /// Device-DAX mappings must be aligned to this when sysfs does not say (the default `align`).
 const DEVDAX_DEFAULT_ALIGN: u64 = 2 << 20;
 
@@ -84,16 +89,12 @@ fn examine(path: &Path, file: &File) -> anyhow::Result<Target> {
         return Ok(Target { source: Source::BlockDevice, size: Some(size), align: page });
     }
     // Only called for character devices (see map_path).
-    let rdev = Dev { major: libc::major(meta.rdev()), minor: libc::minor(meta.rdev()) };
-    if daxguard::sysfs::char_device_is_dax(rdev) {
-        // The dax device's own attributes; the bus directory by name as a fallback.
-        let by_name = path.file_name().map(|n| format!("/sys/bus/dax/devices/{}", n.to_string_lossy()));
-        let dirs: Vec<String> = std::iter::once(format!("/sys/dev/char/{rdev}")).chain(by_name).collect();
-        let read = |leaf: &str| -> Option<u64> {
-            dirs.iter().find_map(|d| std::fs::read_to_string(format!("{d}/{leaf}")).ok()?.trim().parse().ok())
-        };
-        let size = read("size").with_context(|| format!("cannot read the size of {shown} from {}/size", dirs[0]))?;
-        let align = read("align").filter(|a| a.is_power_of_two() && *a >= page).unwrap_or(DEVDAX_DEFAULT_ALIGN);
+    let rdev = rdev(&meta);
+    if sysfs::char_device_is_dax(rdev) {
+        let size = sysfs::dax_device_size(rdev)
+            .with_context(|| format!("cannot read the size of {shown} from /sys/dev/char/{rdev}/size"))?;
+        let align =
+            sysfs::dax_device_align(rdev).filter(|a| a.is_power_of_two() && *a >= page).unwrap_or(DEVDAX_DEFAULT_ALIGN);
         return Ok(Target { source: Source::DeviceDax, size: Some(size), align });
     }
     Ok(Target { source: Source::DevZero, size: None, align: page })
@@ -112,9 +113,9 @@ pub fn map_path(path: &Path, offset: Option<u64>, len: Option<u64>, writable: bo
         bail!("{shown} is a directory: give a file or a device-DAX node (/dev/daxX.Y)");
     }
     if ft.is_char_device() {
-        let rdev = Dev { major: libc::major(meta.rdev()), minor: libc::minor(meta.rdev()) };
+        let rdev = rdev(&meta);
         let zero = Dev { major: 1, minor: 5 };
-        if rdev != zero && !daxguard::sysfs::char_device_is_dax(rdev) {
+        if rdev != zero && !sysfs::char_device_is_dax(rdev) {
             bail!("{shown} is a character device that is not device-DAX: give a file or /dev/daxX.Y");
         }
     } else if !ft.is_file() && !ft.is_block_device() {
