@@ -1,6 +1,5 @@
 //! `daxguard doctor`: what this kernel and machine can do, one line each.
 
-use std::ffi::CStr;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -11,6 +10,7 @@ use serde::Serialize;
 use crate::output::{Done, EXIT_OK, EXIT_REFUSED, SCHEMA, Style, json};
 use crate::region::rdev;
 use crate::shim::find_shim;
+use crate::uname::kernel_release;
 use crate::units::human_size;
 use crate::verbs::{OdpJson, Verbs, library_name, odp_json};
 
@@ -80,17 +80,6 @@ struct DoctorJson {
 
 fn check(id: &'static str, status: Status, detail: impl Into<String>, hint: Option<&str>) -> Check {
     Check { id, status, detail: detail.into(), hint: hint.map(str::to_string) }
-}
-
-fn kernel_release() -> String {
-    // SAFETY: plain data filled by uname.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: valid out-pointer.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return String::new();
-    }
-    // SAFETY: uname NUL-terminates its fields.
-    unsafe { CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned()
 }
 
 /// `6.12.3-amd64` -> (6, 12).

@@ -3,7 +3,8 @@
 //! memory. Bad input is caught here, each case with its own one-line message.
 //!
 //! # Safety
-//! `mmap`/`munmap` of mappings this module creates and owns.
+//! `mmap`/`munmap` of mappings this module creates and owns, and `sysconf`.
+#![allow(unsafe_code)]
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{Seek, SeekFrom};

@@ -9,6 +9,7 @@
 //! Calls through function pointers resolved from libibverbs at the exact
 //! symbol versions whose signatures verbs-sys declares; every object passed
 //! back to libibverbs came from it and is released once.
+#![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString, c_void};
 use std::mem::MaybeUninit;
@@ -50,9 +51,13 @@ unsafe fn sym<F: Copy>(handle: *mut c_void, name: &CStr, version: &CStr) -> Opti
 }
 
 fn dlerror() -> String {
-    // SAFETY: dlerror returns NULL or a NUL-terminated thread-local string.
+    // SAFETY: no preconditions.
     let e = unsafe { libc::dlerror() };
-    if e.is_null() { String::new() } else { unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned() }
+    if e.is_null() {
+        return String::new();
+    }
+    // SAFETY: a non-null dlerror() is a NUL-terminated thread-local string.
+    unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned()
 }
 
 /// The errno of the call that just failed.
@@ -124,7 +129,11 @@ impl Verbs {
     fn name_of(&self, d: *mut v::ibv_device) -> String {
         // SAFETY: `d` is from the current device list.
         let n = unsafe { (self.get_device_name)(d) };
-        if n.is_null() { String::new() } else { unsafe { CStr::from_ptr(n) }.to_string_lossy().into_owned() }
+        if n.is_null() {
+            return String::new();
+        }
+        // SAFETY: a non-null name is NUL-terminated and lives as long as the device list.
+        unsafe { CStr::from_ptr(n) }.to_string_lossy().into_owned()
     }
 
     /// Opens device `name`; unknown names get the list of devices present.
@@ -221,8 +230,9 @@ impl Device<'_> {
         let result = if mr.is_null() {
             Err(errno())
         } else {
-            // SAFETY: a live MR from libibverbs, read then deregistered once.
+            // SAFETY: a live MR from libibverbs.
             let (lkey, rkey) = unsafe { ((*mr).lkey, (*mr).rkey) };
+            // SAFETY: the MR is deregistered once and not used after.
             unsafe { (self.verbs.dereg_mr)(mr) };
             Ok(Registered { lkey, rkey })
         };
