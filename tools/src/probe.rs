@@ -7,7 +7,7 @@ use anyhow::Context;
 use daxguard::explain::errno_name;
 use daxguard::fsdax::writable_file_mapping_allowed;
 use daxguard::verbs::ib_access_writable;
-use daxguard::{Options, Verdict, classify_with};
+use daxguard::{Options, Report, Verdict, classify_with};
 use serde::Serialize;
 use verbs_sys as v;
 
@@ -87,7 +87,6 @@ impl Answer {
 }
 
 pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
-    let style = Style::detect(json_out);
     let access = args.access.unwrap_or(access::RW) | if args.odp { v::IBV_ACCESS_ON_DEMAND } else { 0 };
     // A pin for writing needs a writable mapping.
     let writable = ib_access_writable(access);
@@ -97,26 +96,75 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
     };
     let verbs = Verbs::load()?;
     let dev = verbs.open(&args.device)?;
-    let odp = dev.odp_caps();
+    let odp = dev.odp_caps().as_ref().map(odp_json);
     let report = classify_with(region.start, region.len, Options::default()).context("cannot classify the region")?;
-    let verdict = report.verdict();
-    let odp_requested = access & v::IBV_ACCESS_ON_DEMAND != 0;
-    // What the shim would do: ODP registrations are forwarded unchecked (not pinned).
-    let prediction = match verdict {
-        _ if odp_requested => Answer::registers(),
-        Verdict::FsDax { .. } | Verdict::Unverified { .. } => Answer::refused(libc::EOPNOTSUPP),
-        Verdict::Allow => Answer::registers(),
-    };
+    let prediction = predict(report.verdict(), access);
     let kernel = match dev.register(region.start, region.len, access)? {
         Ok(r) => Answer { lkey: Some(r.lkey), rkey: Some(r.rkey), ..Answer::registers() },
         Err(errno) => Answer::refused(errno),
     };
-    let no_odp = odp.is_some_and(|c| c.general_caps & v::IBV_ODP_SUPPORT == 0);
+    let (agreement, message) = compare(&prediction, &kernel, access, odp.as_ref(), &report);
+    let code = if agreement == "disagree" { EXIT_DISAGREE } else { EXIT_OK };
+    // The same words the shim prints when a forwarded registration fails.
+    let explain = kernel.errno.map(|e| {
+        let line = daxguard::explain::failure("ibv_reg_mr", region.start, region.len, access, e, Some(&report));
+        line.strip_prefix("daxguard: ").unwrap_or(&line).to_string()
+    });
+    let j = ProbeJson {
+        schema: SCHEMA,
+        command: "probe",
+        device: args.device.clone(),
+        libibverbs: verbs.path.clone(),
+        odp_caps: odp,
+        region: RegionJson {
+            source: region.source,
+            path: args.path.as_ref().map(|p| p.display().to_string()),
+            offset: region.offset,
+            addr: hex(region.start),
+            len: region.len,
+            writable,
+        },
+        access: AccessJson { value: access, flags: flag_names(access) },
+        verdict: report.verdict().name(),
+        prediction,
+        kernel,
+        agreement,
+        message,
+        explain,
+        exit_code: code,
+        report: report::report_json(&report, daxguard::Target::Current),
+    };
+    let out = if json_out { json(&j)? } else { text(&j, &report, Style::detect(json_out)) };
+    Ok(Done::new(out, code))
+}
+
+/// What the shim would do: refuse fs-DAX and unverifiable memory, and
+/// forward ODP registrations unchecked (they are not pinned).
+fn predict(verdict: Verdict, access: u32) -> Answer {
+    match verdict {
+        _ if access & v::IBV_ACCESS_ON_DEMAND != 0 => Answer::registers(),
+        Verdict::FsDax { .. } | Verdict::Unverified { .. } => Answer::refused(libc::EOPNOTSUPP),
+        Verdict::Allow => Answer::registers(),
+    }
+}
+
+/// `agree`, `disagree` or `inconclusive` (the kernel refused for a reason
+/// that is not DAX), and the sentence that says why.
+fn compare(
+    prediction: &Answer,
+    kernel: &Answer,
+    access: u32,
+    odp: Option<&OdpJson>,
+    report: &Report,
+) -> (&'static str, String) {
+    let odp_requested = access & v::IBV_ACCESS_ON_DEMAND != 0;
+    let no_odp = odp.is_some_and(|o| !o.supported);
     // Linux 6.5+ refuses a writable long-term pin of a shared file mapping, DAX or not.
+    let writable = ib_access_writable(access);
     let file_rule =
-        verdict == Verdict::Allow && report.pieces.iter().any(|p| !writable_file_mapping_allowed(writable, p));
+        report.verdict() == Verdict::Allow && report.pieces.iter().any(|p| !writable_file_mapping_allowed(writable, p));
     let predicts_refusal = prediction.errno.is_some();
-    let (agreement, message) = match (predicts_refusal, kernel.errno) {
+    match (predicts_refusal, kernel.errno) {
         (false, None) => ("agree", "the kernel registered it, as daxguard predicted".to_string()),
         (true, Some(libc::EOPNOTSUPP)) => {
             ("agree", "the kernel refused it with EOPNOTSUPP, as daxguard predicted".to_string())
@@ -137,68 +185,38 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
         (_, Some(e)) => {
             ("inconclusive", format!("kernel refused for another reason: {} ({})", errno_name(e), errno_text(e)))
         }
-    };
-    let code = if agreement == "disagree" { EXIT_DISAGREE } else { EXIT_OK };
-    // The same words the shim prints when a forwarded registration fails.
-    let explain = kernel.errno.map(|e| {
-        let line = daxguard::explain::failure("ibv_reg_mr", region.start, region.len, access, e, Some(&report));
-        line.strip_prefix("daxguard: ").unwrap_or(&line).to_string()
-    });
-    let path = args.path.as_ref().map(|p| p.display().to_string());
-    if json_out {
-        let j = ProbeJson {
-            schema: SCHEMA,
-            command: "probe",
-            device: args.device.clone(),
-            libibverbs: verbs.path.clone(),
-            odp_caps: odp.as_ref().map(odp_json),
-            region: RegionJson {
-                source: region.source,
-                path,
-                offset: region.offset,
-                addr: hex(region.start),
-                len: region.len,
-                writable,
-            },
-            access: AccessJson { value: access, flags: flag_names(access) },
-            verdict: verdict.name(),
-            prediction,
-            kernel,
-            agreement,
-            message,
-            explain,
-            exit_code: code,
-            report: report::report_json(&report, daxguard::Target::Current),
-        };
-        return Ok(Done::new(json(&j)?, code));
     }
+}
+
+/// The human output: what was registered, both answers, the agreement,
+/// then the report's pieces.
+fn text(j: &ProbeJson, report: &Report, style: Style) -> String {
     let mut out = String::new();
-    let odp_text = match &odp {
-        Some(c) if c.general_caps & v::IBV_ODP_SUPPORT != 0 => "ODP supported",
+    let odp = match &j.odp_caps {
+        Some(o) if o.supported => "ODP supported",
         Some(_) => "no ODP",
         None => "ODP unknown",
     };
-    let _ = writeln!(out, "device:   {} ({odp_text}; {})", args.device, verbs.path);
-    let what = path.map_or_else(|| "anonymous memory".to_string(), |p| format!("{p}, offset {}", region.offset));
-    let prot = if writable { "read-write" } else { "read-only" };
-    let _ = writeln!(out, "region:   {what}, {} at {} ({prot})", human_size(region.len), hex(region.start));
-    let _ = writeln!(out, "access:   {} ({access:#x})", flag_names(access).join(","));
-    let why = if odp_requested { " (ODP: forwarded unchecked)" } else { "" };
-    let _ = writeln!(out, "daxguard: {}{why}  [{}]", prediction.text(), verdict.name());
-    let _ = writeln!(out, "kernel:   {}", kernel.text());
-    let head = match agreement {
+    let _ = writeln!(out, "device:   {} ({odp}; {})", j.device, j.libibverbs);
+    let r = &j.region;
+    let what = r.path.as_ref().map_or_else(|| "anonymous memory".to_string(), |p| format!("{p}, offset {}", r.offset));
+    let prot = if r.writable { "read-write" } else { "read-only" };
+    let _ = writeln!(out, "region:   {what}, {} at {} ({prot})", human_size(r.len), r.addr);
+    let _ = writeln!(out, "access:   {} ({:#x})", j.access.flags.join(","), j.access.value);
+    let why = if j.access.value & v::IBV_ACCESS_ON_DEMAND != 0 { " (ODP: forwarded unchecked)" } else { "" };
+    let _ = writeln!(out, "daxguard: {}{why}  [{}]", j.prediction.text(), j.verdict);
+    let _ = writeln!(out, "kernel:   {}", j.kernel.text());
+    let head = match j.agreement {
         "agree" => style.green("AGREE"),
         "disagree" => style.red("DISAGREE"),
         _ => style.yellow("INCONCLUSIVE"),
     };
-    let _ = writeln!(out, "{head}: {message}");
-    if let Some(e) = &explain {
+    let _ = writeln!(out, "{head}: {}", j.message);
+    if let Some(e) = &j.explain {
         let _ = writeln!(out, "why:      {e}");
     }
-    for p in &report.pieces {
-        report::piece_lines(p, &report::piece_json(p, daxguard::Target::Current), style, &mut out);
+    for (p, pj) in report.pieces.iter().zip(&j.report.pieces) {
+        report::piece_lines(p, pj, style, &mut out);
     }
-    drop(dev);
-    drop(region);
-    Ok(Done::new(out, code))
+    out
 }
