@@ -46,54 +46,53 @@ struct TargetJson {
 pub fn run(args: &CheckArgs, json_out: bool) -> anyhow::Result<Done> {
     let style = Style::detect(json_out);
     match args.pid {
-        Some(pid) => {
-            let [addr, len] = args.args.as_slice() else {
-                bail!("with --pid, give ADDR and LEN (e.g. daxguard check --pid {pid} 0x7f0000000000 2M)");
-            };
-            let addr = parse_addr(addr).map_err(anyhow::Error::msg)?;
-            let len = parse_len(len).map_err(|e| anyhow::anyhow!("LEN: {e}"))?;
-            let report = classify_pid(pid, addr, len)?;
-            let target = TargetJson {
-                path: None,
-                source: None,
-                offset: None,
-                align: None,
-                pid: Some(pid),
-                addr: hex(addr),
-                len,
-            };
-            let title = format!("process {pid}{}, {} at {}", comm(pid), human_size(len), hex(addr));
-            finish(&report, Target::Pid(pid), target, &title, json_out, style)
-        }
-        None => {
-            let [path] = args.args.as_slice() else {
-                bail!("check takes one PATH (for ADDR LEN inside a process, add --pid PID)");
-            };
-            let path = Path::new(path);
-            let region = region::map_path(path, args.offset, args.len, false)?;
-            let report = classify_with(region.start, region.len, Options::default())
-                .with_context(|| format!("cannot classify the mapping of {}", path.display()))?;
-            let target = TargetJson {
-                path: Some(path.display().to_string()),
-                source: Some(region.source),
-                offset: Some(region.offset),
-                align: Some(region.align),
-                pid: None,
-                addr: hex(region.start),
-                len: region.len,
-            };
-            let title = format!(
-                "{}, offset {}, {} (mapped read-only, shared, at {})",
-                path.display(),
-                region.offset,
-                human_size(region.len),
-                hex(region.start)
-            );
-            let done = finish(&report, Target::Current, target, &title, json_out, style);
-            drop(region); // unmapped only after the report is complete
-            done
-        }
+        Some(pid) => check_pid(pid, &args.args, json_out, style),
+        None => check_path(args, json_out, style),
     }
+}
+
+/// `check --pid PID ADDR LEN`: a range inside another process.
+fn check_pid(pid: i32, args: &[String], json_out: bool, style: Style) -> anyhow::Result<Done> {
+    let [addr, len] = args else {
+        bail!("with --pid, give ADDR and LEN (e.g. daxguard check --pid {pid} 0x7f0000000000 2M)");
+    };
+    let addr = parse_addr(addr).map_err(anyhow::Error::msg)?;
+    let len = parse_len(len).map_err(|e| anyhow::anyhow!("LEN: {e}"))?;
+    let report = classify_pid(pid, addr, len)?;
+    let target =
+        TargetJson { path: None, source: None, offset: None, align: None, pid: Some(pid), addr: hex(addr), len };
+    let title = format!("process {pid}{}, {} at {}", comm(pid), human_size(len), hex(addr));
+    finish(&report, Target::Pid(pid), target, &title, json_out, style)
+}
+
+/// `check [--offset N] [--len N] PATH`: PATH mapped here, read-only and shared.
+fn check_path(args: &CheckArgs, json_out: bool, style: Style) -> anyhow::Result<Done> {
+    let [path] = args.args.as_slice() else {
+        bail!("check takes one PATH (for ADDR LEN inside a process, add --pid PID)");
+    };
+    let path = Path::new(path);
+    let region = region::map_path(path, args.offset, args.len, false)?;
+    let report = classify_with(region.start, region.len, Options::default())
+        .with_context(|| format!("cannot classify the mapping of {}", path.display()))?;
+    let target = TargetJson {
+        path: Some(path.display().to_string()),
+        source: Some(region.source),
+        offset: Some(region.offset),
+        align: Some(region.align),
+        pid: None,
+        addr: hex(region.start),
+        len: region.len,
+    };
+    let title = format!(
+        "{}, offset {}, {} (mapped read-only, shared, at {})",
+        path.display(),
+        region.offset,
+        human_size(region.len),
+        hex(region.start)
+    );
+    let done = finish(&report, Target::Current, target, &title, json_out, style);
+    drop(region); // unmapped only after the report is complete
+    done
 }
 
 /// Exit status for a report: the documented 0/1/2.
