@@ -105,9 +105,21 @@ fn examine(path: &Path, file: &File) -> anyhow::Result<Target> {
 /// `len` defaults to the rest of the file, one alignment unit for
 /// device-DAX, one page for `/dev/zero`.
 pub fn map_path(path: &Path, offset: Option<u64>, len: Option<u64>, writable: bool) -> anyhow::Result<Region> {
+    look_before_opening(path)?;
+    let file = OpenOptions::new().read(true).write(writable).open(path).map_err(|e| {
+        let how = if writable { "reading and writing" } else { "reading" };
+        anyhow::anyhow!("cannot open {} for {how}: {}", path.display(), io_text(&e))
+    })?;
+    let t = examine(path, &file)?;
+    let offset = offset.unwrap_or(0);
+    let len = t.len_at(path, offset, len)?;
+    map_shared(path, &file, &t, offset, len, writable)
+}
+
+/// Opening a FIFO blocks, and opening an arbitrary character device (a
+/// watchdog, a tty) has side effects: refuse those from `stat` alone.
+fn look_before_opening(path: &Path) -> anyhow::Result<()> {
     let shown = path.display();
-    // Look before opening: opening a FIFO blocks, and opening an arbitrary
-    // character device (a watchdog, a tty) has side effects.
     let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{shown}: {}", io_text(&e)))?;
     let ft = meta.file_type();
     if ft.is_dir() {
@@ -122,29 +134,38 @@ pub fn map_path(path: &Path, offset: Option<u64>, len: Option<u64>, writable: bo
     } else if !ft.is_file() && !ft.is_block_device() {
         bail!("{shown} is not a regular file or a device (a FIFO or socket cannot be mapped)");
     }
-    let file = OpenOptions::new().read(true).write(writable).open(path).map_err(|e| {
-        let how = if writable { "reading and writing" } else { "reading" };
-        anyhow::anyhow!("cannot open {shown} for {how}: {}", io_text(&e))
-    })?;
-    let t = examine(path, &file)?;
-    let offset = offset.unwrap_or(0);
-    let len = match (t.size, len) {
-        (Some(0), _) => bail!("{shown} is empty: there is nothing to map"),
-        (Some(size), _) if offset >= size => {
-            bail!("offset {offset} is past the end of {shown} ({size} bytes, {})", human_size(size))
+    Ok(())
+}
+
+impl Target {
+    /// The length to map at `offset`: `len`, else the default, checked
+    /// against the size when there is one.
+    fn len_at(&self, path: &Path, offset: u64, len: Option<u64>) -> anyhow::Result<u64> {
+        let shown = path.display();
+        let len = match (self.size, len) {
+            (Some(0), _) => bail!("{shown} is empty: there is nothing to map"),
+            (Some(size), _) if offset >= size => {
+                bail!("offset {offset} is past the end of {shown} ({size} bytes, {})", human_size(size))
+            }
+            (_, Some(len)) => len,
+            (Some(size), None) if self.source == Source::DeviceDax => self.align.min(size - offset),
+            (Some(size), None) => size - offset,
+            (None, None) => self.align,
+        };
+        let end = offset.checked_add(len).context("offset + length overflows")?;
+        if let Some(size) = self.size.filter(|&s| end > s) {
+            bail!("offset {offset} + length {len} runs past the end of {shown} ({size} bytes, {})", human_size(size));
         }
-        (_, Some(len)) => len,
-        (Some(size), None) if t.source == Source::DeviceDax => t.align.min(size - offset),
-        (Some(size), None) => size - offset,
-        (None, None) => t.align,
-    };
-    let end = offset.checked_add(len).context("offset + length overflows")?;
-    if let Some(size) = t.size.filter(|&s| end > s) {
-        bail!("offset {offset} + length {len} runs past the end of {shown} ({size} bytes, {})", human_size(size));
+        Ok(len)
     }
+}
+
+/// `mmap(MAP_SHARED)` of `[offset, offset + len)` of `file` (`len_at` has
+/// checked that the end does not overflow).
+fn map_shared(path: &Path, file: &File, t: &Target, offset: u64, len: u64, writable: bool) -> anyhow::Result<Region> {
     // mmap wants offset (and, for device-DAX, length) in whole alignment units.
     let map_off = offset & !(t.align - 1);
-    let map_end = end.checked_next_multiple_of(t.align).context("offset + length overflows")?;
+    let map_end = (offset + len).checked_next_multiple_of(t.align).context("offset + length overflows")?;
     let map_len = usize::try_from(map_end - map_off).context("range too large")?;
     let map_off_t = libc::off_t::try_from(map_off).context("offset too large")?;
     let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
@@ -153,6 +174,7 @@ pub fn map_path(path: &Path, offset: Option<u64>, len: Option<u64>, writable: bo
         unsafe { libc::mmap(std::ptr::null_mut(), map_len, prot, libc::MAP_SHARED, file.as_raw_fd(), map_off_t) };
     if base == libc::MAP_FAILED {
         let e = std::io::Error::last_os_error();
+        let shown = path.display();
         bail!("cannot map {shown} ({} at offset {map_off}): {}", human_size(map_len as u64), io_text(&e));
     }
     // The mapping keeps the file alive; the descriptor can go.
