@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::cli::{RunArgs, Unknown};
 use crate::output::{Done, EXIT_OK, Exit, SCHEMA, json};
-use crate::shim::find_shim;
+use crate::shim::{Shim, find_shim};
 
 /// `existing` with `shim` appended: the user's preloads stay as they are,
 /// and first (they keep their precedence); nothing changes if it is there already.
@@ -88,28 +88,7 @@ pub fn run(args: &RunArgs, json_out: bool) -> anyhow::Result<Done> {
     let preload = ld_preload(std::env::var_os("LD_PRELOAD").as_deref(), &shim.path);
     let (cmd, rest) = args.cmd.split_first().context("no command given")?;
     if args.dry_run {
-        let show = |s: &OsStr| s.to_string_lossy().into_owned();
-        if json_out {
-            let j = DryRunJson {
-                schema: SCHEMA,
-                command: "run",
-                shim: show(shim.path.as_os_str()),
-                found: shim.how,
-                ld_preload: show(&preload),
-                env: env.iter().cloned().collect(),
-                argv: args.cmd.iter().map(|a| show(a)).collect(),
-            };
-            return Ok(Done::new(json(&j)?, EXIT_OK));
-        }
-        let mut out = String::new();
-        let _ = writeln!(out, "shim: {} ({})", shim.path.display(), shim.how);
-        let _ = writeln!(out, "LD_PRELOAD={}", show(&preload));
-        for (k, v) in &env {
-            let _ = writeln!(out, "{k}={v}");
-        }
-        let argv: Vec<_> = args.cmd.iter().map(|a| show(a)).collect();
-        let _ = writeln!(out, "exec: {}", argv.join(" "));
-        return Ok(Done::new(out, EXIT_OK));
+        return dry_run(&shim, &preload, &env, &args.cmd, json_out);
     }
     let mut c = std::process::Command::new(cmd);
     c.args(rest).env("LD_PRELOAD", &preload);
@@ -126,6 +105,38 @@ pub fn run(args: &RunArgs, json_out: bool) -> anyhow::Result<Done> {
         None => Exit { code: 126, msg: format!("cannot run {name}: {e}") },
     }
     .into())
+}
+
+/// `--dry-run`: the shim, LD_PRELOAD, the settings and the command, without running it.
+fn dry_run(
+    shim: &Shim,
+    preload: &OsStr,
+    env: &[(&'static str, String)],
+    cmd: &[OsString],
+    json_out: bool,
+) -> anyhow::Result<Done> {
+    let show = |s: &OsStr| s.to_string_lossy().into_owned();
+    let argv: Vec<String> = cmd.iter().map(|a| show(a)).collect();
+    if json_out {
+        let j = DryRunJson {
+            schema: SCHEMA,
+            command: "run",
+            shim: show(shim.path.as_os_str()),
+            found: shim.how,
+            ld_preload: show(preload),
+            env: env.iter().cloned().collect(),
+            argv,
+        };
+        return Ok(Done::new(json(&j)?, EXIT_OK));
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "shim: {} ({})", shim.path.display(), shim.how);
+    let _ = writeln!(out, "LD_PRELOAD={}", show(preload));
+    for (k, v) in env {
+        let _ = writeln!(out, "{k}={v}");
+    }
+    let _ = writeln!(out, "exec: {}", argv.join(" "));
+    Ok(Done::new(out, EXIT_OK))
 }
 
 #[cfg(test)]
