@@ -14,7 +14,7 @@ use verbs_sys as v;
 use crate::access::{self, flag_names};
 use crate::cli::ProbeArgs;
 use crate::output::{Done, EXIT_DISAGREE, EXIT_OK, SCHEMA, Style, errno_text, hex, json};
-use crate::region::{self, Source};
+use crate::region::{self, Region, Source};
 use crate::report::{self, ReportJson};
 use crate::units::human_size;
 use crate::verbs::{OdpJson, Verbs, odp_json};
@@ -29,6 +29,14 @@ struct ProbeJson {
     region: RegionJson,
     access: AccessJson,
     verdict: &'static str,
+    #[serde(flatten)]
+    outcome: Outcome,
+    report: ReportJson,
+}
+
+/// The kernel's answer beside daxguard's prediction, and what that means.
+#[derive(Serialize)]
+struct Outcome {
     prediction: Answer,
     kernel: Answer,
     /// agree | disagree | inconclusive (the kernel refused for a reason that is not DAX).
@@ -37,7 +45,6 @@ struct ProbeJson {
     /// The shim's explanation of the kernel's refusal (null when it registered).
     explain: Option<String>,
     exit_code: u8,
-    report: ReportJson,
 }
 
 #[derive(Serialize)]
@@ -98,18 +105,11 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
     let dev = verbs.open(&args.device)?;
     let odp = dev.odp_caps().as_ref().map(odp_json);
     let report = classify_with(region.start, region.len, Options::default()).context("cannot classify the region")?;
-    let prediction = predict(report.verdict(), access);
     let kernel = match dev.register(region.start, region.len, access)? {
         Ok(r) => Answer { lkey: Some(r.lkey), rkey: Some(r.rkey), ..Answer::registers() },
         Err(errno) => Answer::refused(errno),
     };
-    let (agreement, message) = compare(&prediction, &kernel, access, odp.as_ref(), &report);
-    let code = if agreement == "disagree" { EXIT_DISAGREE } else { EXIT_OK };
-    // The same words the shim prints when a forwarded registration fails.
-    let explain = kernel.errno.map(|e| {
-        let line = daxguard::explain::failure("ibv_reg_mr", region.start, region.len, access, e, Some(&report));
-        line.strip_prefix("daxguard: ").unwrap_or(&line).to_string()
-    });
+    let outcome = outcome(&report, &region, access, odp.as_ref(), kernel);
     let j = ProbeJson {
         schema: SCHEMA,
         command: "probe",
@@ -126,16 +126,25 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
         },
         access: AccessJson { value: access, flags: flag_names(access) },
         verdict: report.verdict().name(),
-        prediction,
-        kernel,
-        agreement,
-        message,
-        explain,
-        exit_code: code,
+        outcome,
         report: report::report_json(&report, daxguard::Target::Current),
     };
     let out = if json_out { json(&j)? } else { text(&j, &report, Style::detect(json_out)) };
-    Ok(Done::new(out, code))
+    Ok(Done::new(out, j.outcome.exit_code))
+}
+
+/// What `probe` concludes: the prediction, the kernel's answer against it,
+/// the explanation of a refusal, and the exit status.
+fn outcome(report: &Report, region: &Region, access: u32, odp: Option<&OdpJson>, kernel: Answer) -> Outcome {
+    let prediction = predict(report.verdict(), access);
+    let (agreement, message) = compare(&prediction, &kernel, access, odp, report);
+    // The same words the shim prints when a forwarded registration fails.
+    let explain = kernel.errno.map(|e| {
+        let line = daxguard::explain::failure("ibv_reg_mr", region.start, region.len, access, e, Some(report));
+        line.strip_prefix("daxguard: ").unwrap_or(&line).to_string()
+    });
+    let exit_code = if agreement == "disagree" { EXIT_DISAGREE } else { EXIT_OK };
+    Outcome { prediction, kernel, agreement, message, explain, exit_code }
 }
 
 /// What the shim would do: refuse fs-DAX and unverifiable memory, and
@@ -204,15 +213,16 @@ fn text(j: &ProbeJson, report: &Report, style: Style) -> String {
     let _ = writeln!(out, "region:   {what}, {} at {} ({prot})", human_size(r.len), r.addr);
     let _ = writeln!(out, "access:   {} ({:#x})", j.access.flags.join(","), j.access.value);
     let why = if j.access.value & v::IBV_ACCESS_ON_DEMAND != 0 { " (ODP: forwarded unchecked)" } else { "" };
-    let _ = writeln!(out, "daxguard: {}{why}  [{}]", j.prediction.text(), j.verdict);
-    let _ = writeln!(out, "kernel:   {}", j.kernel.text());
-    let head = match j.agreement {
+    let o = &j.outcome;
+    let _ = writeln!(out, "daxguard: {}{why}  [{}]", o.prediction.text(), j.verdict);
+    let _ = writeln!(out, "kernel:   {}", o.kernel.text());
+    let head = match o.agreement {
         "agree" => style.green("AGREE"),
         "disagree" => style.red("DISAGREE"),
         _ => style.yellow("INCONCLUSIVE"),
     };
-    let _ = writeln!(out, "{head}: {}", j.message);
-    if let Some(e) = &j.explain {
+    let _ = writeln!(out, "{head}: {}", o.message);
+    if let Some(e) = &o.explain {
         let _ = writeln!(out, "why:      {e}");
     }
     for (p, pj) in report.pieces.iter().zip(&j.report.pieces) {
