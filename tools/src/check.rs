@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use daxguard::{Options, Report, Target, Verdict, classify_with};
+use daxguard::{Options, Report, Verdict, classify_with};
 use serde::Serialize;
 
 use crate::cli::CheckArgs;
@@ -62,7 +62,7 @@ fn check_pid(pid: i32, args: &[String], json_out: bool, style: Style) -> anyhow:
     let target =
         TargetJson { path: None, source: None, offset: None, align: None, pid: Some(pid), addr: hex(addr), len };
     let title = format!("process {pid}{}, {} at {}", comm(pid), human_size(len), hex(addr));
-    finish(&report, Target::Pid(pid), target, &title, json_out, style)
+    finish(&report, target, &title, json_out, style)
 }
 
 /// `check [--offset N] [--len N] PATH`: PATH mapped here, read-only and shared.
@@ -90,7 +90,7 @@ fn check_path(args: &CheckArgs, json_out: bool, style: Style) -> anyhow::Result<
         human_size(region.len),
         hex(region.start)
     );
-    let done = finish(&report, Target::Current, target, &title, json_out, style);
+    let done = finish(&report, target, &title, json_out, style);
     drop(region); // unmapped only after the report is complete
     done
 }
@@ -105,14 +105,7 @@ pub fn exit_code(r: &Report) -> u8 {
     }
 }
 
-fn finish(
-    r: &Report,
-    t: Target,
-    target: TargetJson,
-    title: &str,
-    json_out: bool,
-    style: Style,
-) -> anyhow::Result<Done> {
+fn finish(r: &Report, target: TargetJson, title: &str, json_out: bool, style: Style) -> anyhow::Result<Done> {
     let v = r.verdict();
     let unmapped = report::unmapped_bytes(r) > 0;
     let code = exit_code(r);
@@ -126,7 +119,7 @@ fn finish(
             exit_code: code,
             message: report::verdict_line(v, unmapped, plain),
             hint: report::hint(v, unmapped),
-            report: report::report_json(r, t),
+            report: report::report_json(r),
         };
         return Ok(Done::new(json(&j)?, code));
     }
@@ -135,7 +128,7 @@ fn finish(
     let _ = writeln!(out, "  {title}");
     let _ = writeln!(out, "  lookup: {}", r.lookup.name());
     for p in &r.pieces {
-        report::piece_lines(p, &report::piece_json(p, t), style, &mut out);
+        report::piece_lines(p, &report::piece_json(p), style, &mut out);
     }
     if let Some(h) = report::hint(v, unmapped) {
         let _ = writeln!(out, "hint: {h}");

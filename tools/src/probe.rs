@@ -127,7 +127,7 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
         access: AccessJson { value: access, flags: flag_names(access) },
         verdict: report.verdict().name(),
         outcome,
-        report: report::report_json(&report, daxguard::Target::Current),
+        report: report::report_json(&report),
     };
     let out = if json_out { json(&j)? } else { text(&j, &report, Style::detect(json_out)) };
     Ok(Done::new(out, j.outcome.exit_code))

@@ -2,11 +2,7 @@
 //! (the library types do not derive serde) and the evidence lines for people.
 //! Nothing here decides anything: kinds, verdicts and their names are the library's.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-
-use daxguard::statx::statx;
-use daxguard::{Evidence, FileInfo, Kind, Piece, Report, Target, Verdict, Via};
+use daxguard::{FileInfo, Kind, Piece, Report, Verdict, Via};
 use serde::Serialize;
 
 use crate::output::{Style, hex};
@@ -46,7 +42,8 @@ pub struct FileJson {
     pub evidence: &'static str,
     /// How statx reached the file, when the evidence is statx.
     pub via: Option<&'static str>,
-    /// `STATX_ATTR_DAX`: set, clear, or null (not reported / file not reachable).
+    /// `STATX_ATTR_DAX` as the library's own statx saw it: set, clear, or null
+    /// (not asked, not reported, or the file not reachable).
     pub statx_dax: Option<bool>,
     pub mount: Option<MountJson>,
     /// `queue/dax` of the block device under the filesystem; null without one.
@@ -66,7 +63,7 @@ pub fn unmapped_bytes(r: &Report) -> u64 {
     r.pieces.iter().filter(|p| p.kind == Kind::Hole).map(|p| p.end - p.start).sum()
 }
 
-pub fn report_json(r: &Report, target: Target) -> ReportJson {
+pub fn report_json(r: &Report) -> ReportJson {
     let v = r.verdict();
     let piece = match v {
         Verdict::Allow => None,
@@ -79,11 +76,11 @@ pub fn report_json(r: &Report, target: Target) -> ReportJson {
         verdict: v.name(),
         piece,
         unmapped_bytes: unmapped_bytes(r),
-        pieces: r.pieces.iter().map(|p| piece_json(p, target)).collect(),
+        pieces: r.pieces.iter().map(piece_json).collect(),
     }
 }
 
-pub fn piece_json(p: &Piece, target: Target) -> PieceJson {
+pub fn piece_json(p: &Piece) -> PieceJson {
     let label = match &p.kind {
         Kind::Anonymous { label } => label.clone(),
         Kind::Special { label } => Some(label.clone()),
@@ -101,18 +98,18 @@ pub fn piece_json(p: &Piece, target: Target) -> PieceJson {
                 .collect()
         }),
         label,
-        file: p.kind.file().map(|f| file_json(f, &p.kind, p.start, p.end, target)),
+        file: p.kind.file().map(|f| file_json(f, &p.kind)),
     }
 }
 
-fn file_json(f: &FileInfo, kind: &Kind, start: u64, end: u64, target: Target) -> FileJson {
+fn file_json(f: &FileInfo, kind: &Kind) -> FileJson {
     FileJson {
         path: f.path.to_string_lossy().into_owned(),
         dev: f.dev.to_string(),
         inode: f.inode,
         evidence: f.evidence.name(),
         via: f.evidence.via().map(Via::name),
-        statx_dax: statx_dax(f, kind, start, end, target),
+        statx_dax: f.statx_dax,
         mount: f.mount.as_ref().map(|m| MountJson {
             mount_point: m.mount_point.to_string_lossy().into_owned(),
             fstype: m.fstype.clone(),
@@ -122,25 +119,6 @@ fn file_json(f: &FileInfo, kind: &Kind, start: u64, end: u64, target: Target) ->
         block_device_dax: block_device_dax(f),
         device_dax: matches!(kind, Kind::DeviceDax(_)),
     }
-}
-
-/// The file's `STATX_ATTR_DAX` for display. When the library judged by
-/// statx it is the verdict itself; otherwise ask once more, through the
-/// target's root or map_files, and only trust an answer for the same inode.
-fn statx_dax(f: &FileInfo, kind: &Kind, start: u64, end: u64, target: Target) -> Option<bool> {
-    if let Evidence::Statx { .. } = f.evidence {
-        return Some(matches!(kind, Kind::FsDax(_)));
-    }
-    let (root, map_files) = match target {
-        Target::Current => (String::new(), format!("/proc/self/map_files/{start:x}-{end:x}")),
-        Target::Pid(pid) => (format!("/proc/{pid}/root"), format!("/proc/{pid}/map_files/{start:x}-{end:x}")),
-    };
-    let mut by_path = root.into_bytes();
-    by_path.extend_from_slice(f.path.as_os_str().as_bytes());
-    [by_path, map_files.into_bytes()].into_iter().find_map(|p| {
-        let st = statx(&CString::new(p).ok()?).ok()?;
-        (st.dev == f.dev && st.ino == f.inode).then_some(st.dax).flatten()
-    })
 }
 
 fn block_device_dax(f: &FileInfo) -> Option<bool> {
@@ -235,7 +213,7 @@ pub fn verdict_line(v: Verdict, unmapped: bool, style: Style) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use daxguard::{Dev, Lookup, MountInfo};
+    use daxguard::{Dev, Evidence, Lookup, MountInfo};
 
     fn fsdax_report() -> Report {
         let info = FileInfo {
@@ -266,7 +244,7 @@ mod tests {
         );
         let mut out = String::new();
         let p = &r.pieces[0];
-        piece_lines(p, &piece_json(p, Target::Current), Style::plain(), &mut out);
+        piece_lines(p, &piece_json(p), Style::plain(), &mut out);
         let lines: Vec<&str> = out.lines().map(str::trim).collect();
         assert_eq!(lines[0], "0x7f0000000000-0x7f0000200000 r--s     2 MiB  fs-DAX  /mnt/pmem/buf");
         assert_eq!(lines[1], "fs-DAX: yes (statx STATX_ATTR_DAX)");
@@ -280,7 +258,7 @@ mod tests {
     #[test]
     fn refusal_json() {
         let r = fsdax_report();
-        let j = serde_json::to_value(report_json(&r, Target::Current)).unwrap();
+        let j = serde_json::to_value(report_json(&r)).unwrap();
         assert_eq!(j["verdict"], "fsdax");
         assert_eq!(j["piece"], 0);
         assert_eq!(j["lookup"], "maps");

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use anyhow::Context;
-use daxguard::{Kind, Options, Piece, Report, Target, classify_with};
+use daxguard::{Kind, Options, Piece, Report, classify_with};
 use serde::Serialize;
 
 use crate::cli::ScanArgs;
@@ -44,7 +44,6 @@ pub fn run(args: &ScanArgs, json_out: bool) -> anyhow::Result<Done> {
         Some(pid) => (pid, classify_pid(pid, start, len)?),
         None => (std::process::id() as i32, scan_self(start, len)?),
     };
-    let target = args.pid.map_or(Target::Current, Target::Pid);
     let vmas: Vec<&Piece> = report.pieces.iter().filter(|p| p.kind != Kind::Hole).collect();
     let sum = Summary::of(&vmas);
     let code = sum.exit_code();
@@ -56,7 +55,7 @@ pub fn run(args: &ScanArgs, json_out: bool) -> anyhow::Result<Done> {
             pid,
             lookup: report.lookup.name(),
             only_dax: args.only_dax,
-            vmas: shown.iter().map(|p| report::piece_json(p, target)).collect(),
+            vmas: shown.iter().map(|p| report::piece_json(p)).collect(),
             summary: sum,
             exit_code: code,
         };
@@ -65,7 +64,7 @@ pub fn run(args: &ScanArgs, json_out: bool) -> anyhow::Result<Done> {
     let style = Style::detect(json_out);
     let mut out = format!("process {pid}{}: lookup {}\n", comm(pid), report.lookup.name());
     for p in &shown {
-        let _ = writeln!(out, "{}", vma_line(p, target, style));
+        let _ = writeln!(out, "{}", vma_line(p, style));
     }
     let _ = writeln!(out, "{}", sum.line());
     Ok(Done::new(out, code))
@@ -116,8 +115,8 @@ impl Summary {
 }
 
 /// One VMA as a maps-like line: range, protection, size, kind, verdict, name.
-fn vma_line(p: &Piece, target: Target, style: Style) -> String {
-    let pj = report::piece_json(p, target);
+fn vma_line(p: &Piece, style: Style) -> String {
+    let pj = report::piece_json(p);
     let verdict = match p.kind {
         Kind::FsDax(_) => style.red("REFUSED (fs-DAX)"),
         Kind::Unverified(_) => style.yellow("UNVERIFIED"),
