@@ -84,6 +84,12 @@ pub fn examine(vma: &Vma<'_>, target: Target, shm_dev: Option<Dev>, mounts: &Mou
     found(FileKind::Unverified, Evidence::NotVerifiable)
 }
 
+/// `STATX_ATTR_DAX` of the inode the VMA maps, for a report: [`examine`]
+/// does not ask it of the kernel's shmem mount, which is never DAX.
+pub fn statx_dax(vma: &Vma<'_>, target: Target) -> Option<bool> {
+    stat_mapped_file(vma, target).and_then(|(st, _)| st.dax)
+}
+
 /// `statx` of the inode the VMA maps: by its path, else through map_files.
 /// Only an answer for the same (dev, inode) counts: the path may now name
 /// another file (renamed, deleted, another mount namespace).

@@ -251,11 +251,20 @@ impl Files {
         })
     }
 
-    /// The file behind a VMA, with the mount a person would look for.
+    /// The file behind a VMA, with the mount a person would look for, and
+    /// what statx says of it even where the finding did not need to ask.
     fn file_info(&mut self, vma: &Vma<'_>, f: Finding) -> FileInfo {
         let path = PathBuf::from(OsStr::from_bytes(vma.name));
         let mount = self.mount_for(vma.dev, vma.name);
-        FileInfo { path, dev: vma.dev, inode: vma.inode, evidence: f.evidence, statx_dax: f.statx_dax, mount }
+        let target = match self {
+            Files::Current(_) => Target::Current,
+            Files::Other { pid, .. } => Target::Pid(*pid),
+        };
+        let statx_dax = match f.evidence {
+            Evidence::SharedMemory => fsdax::statx_dax(vma, target),
+            _ => f.statx_dax,
+        };
+        FileInfo { path, dev: vma.dev, inode: vma.inode, evidence: f.evidence, statx_dax, mount }
     }
 
     fn mount_for(&mut self, dev: Dev, path: &[u8]) -> Option<MountInfo> {

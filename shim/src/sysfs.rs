@@ -23,6 +23,25 @@ pub fn char_device_is_dax(rdev: Dev) -> bool {
         .is_ok_and(|p| p.file_name().is_some_and(|n| n == "dax"))
 }
 
+/// `/sys/dev/char/M:m/size` of the device-DAX instance `rdev`: its total size
+/// in bytes. `/sys/dev/char/M:m` and `/sys/bus/dax/devices/daxX.Y` name the
+/// same device directory.
+///
+/// # References
+/// - Documentation/ABI/testing/sysfs-bus-dax (`/sys/bus/dax/devices/daxX.Y/size`)
+pub fn dax_device_size(rdev: Dev) -> Option<u64> {
+    std::fs::read_to_string(format!("/sys/dev/char/{}:{}/size", rdev.major, rdev.minor)).ok()?.trim().parse().ok()
+}
+
+/// `/sys/dev/char/M:m/align` of the device-DAX instance `rdev`: the unit its
+/// mappings must be aligned to. Absent before Linux 5.10.
+///
+/// # References
+/// - Documentation/ABI/testing/sysfs-bus-dax (`/sys/bus/dax/devices/daxX.Y/align`)
+pub fn dax_device_align(rdev: Dev) -> Option<u64> {
+    std::fs::read_to_string(format!("/sys/dev/char/{}:{}/align", rdev.major, rdev.minor)).ok()?.trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,11 +4,12 @@ use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use daxguard::{Options, Report, Target, Verdict, classify_with};
+use daxguard::{Options, Report, Verdict, classify_with};
 use serde::Serialize;
 
 use crate::cli::CheckArgs;
 use crate::output::{Done, EXIT_OK, EXIT_REFUSED, EXIT_UNJUDGED, SCHEMA, Style, hex, json};
+use crate::process::{classify_pid, comm};
 use crate::region::{self, Source};
 use crate::report::{self, ReportJson};
 use crate::units::{human_size, parse_addr, parse_len};
@@ -45,54 +46,53 @@ struct TargetJson {
 pub fn run(args: &CheckArgs, json_out: bool) -> anyhow::Result<Done> {
     let style = Style::detect(json_out);
     match args.pid {
-        Some(pid) => {
-            let [addr, len] = args.args.as_slice() else {
-                bail!("with --pid, give ADDR and LEN (e.g. daxguard check --pid {pid} 0x7f0000000000 2M)");
-            };
-            let addr = parse_addr(addr).map_err(anyhow::Error::msg)?;
-            let len = parse_len(len).map_err(|e| anyhow::anyhow!("LEN: {e}"))?;
-            let report = classify_pid(pid, addr, len)?;
-            let target = TargetJson {
-                path: None,
-                source: None,
-                offset: None,
-                align: None,
-                pid: Some(pid),
-                addr: hex(addr),
-                len,
-            };
-            let title = format!("process {pid}{}, {} at {}", comm(pid), human_size(len), hex(addr));
-            finish(&report, Target::Pid(pid), target, &title, json_out, style)
-        }
-        None => {
-            let [path] = args.args.as_slice() else {
-                bail!("check takes one PATH (for ADDR LEN inside a process, add --pid PID)");
-            };
-            let path = Path::new(path);
-            let region = region::map_path(path, args.offset, args.len, false)?;
-            let report = classify_with(region.start, region.len, Options::default())
-                .with_context(|| format!("cannot classify the mapping of {}", path.display()))?;
-            let target = TargetJson {
-                path: Some(path.display().to_string()),
-                source: Some(region.source),
-                offset: Some(region.offset),
-                align: Some(region.align),
-                pid: None,
-                addr: hex(region.start),
-                len: region.len,
-            };
-            let title = format!(
-                "{}, offset {}, {} (mapped read-only, shared, at {})",
-                path.display(),
-                region.offset,
-                human_size(region.len),
-                hex(region.start)
-            );
-            let done = finish(&report, Target::Current, target, &title, json_out, style);
-            drop(region); // unmapped only after the report is complete
-            done
-        }
+        Some(pid) => check_pid(pid, &args.args, json_out, style),
+        None => check_path(args, json_out, style),
     }
+}
+
+/// `check --pid PID ADDR LEN`: a range inside another process.
+fn check_pid(pid: i32, args: &[String], json_out: bool, style: Style) -> anyhow::Result<Done> {
+    let [addr, len] = args else {
+        bail!("with --pid, give ADDR and LEN (e.g. daxguard check --pid {pid} 0x7f0000000000 2M)");
+    };
+    let addr = parse_addr(addr).map_err(anyhow::Error::msg)?;
+    let len = parse_len(len).map_err(|e| anyhow::anyhow!("LEN: {e}"))?;
+    let report = classify_pid(pid, addr, len)?;
+    let target =
+        TargetJson { path: None, source: None, offset: None, align: None, pid: Some(pid), addr: hex(addr), len };
+    let title = format!("process {pid}{}, {} at {}", comm(pid), human_size(len), hex(addr));
+    finish(&report, target, &title, json_out, style)
+}
+
+/// `check [--offset N] [--len N] PATH`: PATH mapped here, read-only and shared.
+fn check_path(args: &CheckArgs, json_out: bool, style: Style) -> anyhow::Result<Done> {
+    let [path] = args.args.as_slice() else {
+        bail!("check takes one PATH (for ADDR LEN inside a process, add --pid PID)");
+    };
+    let path = Path::new(path);
+    let region = region::map_path(path, args.offset, args.len, false)?;
+    let report = classify_with(region.start, region.len, Options::default())
+        .with_context(|| format!("cannot classify the mapping of {}", path.display()))?;
+    let target = TargetJson {
+        path: Some(path.display().to_string()),
+        source: Some(region.source),
+        offset: Some(region.offset),
+        align: Some(region.align),
+        pid: None,
+        addr: hex(region.start),
+        len: region.len,
+    };
+    let title = format!(
+        "{}, offset {}, {} (mapped read-only, shared, at {})",
+        path.display(),
+        region.offset,
+        human_size(region.len),
+        hex(region.start)
+    );
+    let done = finish(&report, target, &title, json_out, style);
+    drop(region); // unmapped only after the report is complete
+    done
 }
 
 /// Exit status for a report: the documented 0/1/2.
@@ -105,14 +105,7 @@ pub fn exit_code(r: &Report) -> u8 {
     }
 }
 
-fn finish(
-    r: &Report,
-    t: Target,
-    target: TargetJson,
-    title: &str,
-    json_out: bool,
-    style: Style,
-) -> anyhow::Result<Done> {
+fn finish(r: &Report, target: TargetJson, title: &str, json_out: bool, style: Style) -> anyhow::Result<Done> {
     let v = r.verdict();
     let unmapped = report::unmapped_bytes(r) > 0;
     let code = exit_code(r);
@@ -126,62 +119,19 @@ fn finish(
             exit_code: code,
             message: report::verdict_line(v, unmapped, plain),
             hint: report::hint(v, unmapped),
-            report: report::report_json(r, t),
+            report: report::report_json(r),
         };
         return Ok(Done::new(json(&j)?, code));
     }
     let mut out = String::new();
     let _ = writeln!(out, "{}", report::verdict_line(v, unmapped, style));
     let _ = writeln!(out, "  {title}");
-    let _ = writeln!(out, "  lookup: {}", report::lookup_name(r.lookup));
+    let _ = writeln!(out, "  lookup: {}", r.lookup.name());
     for p in &r.pieces {
-        report::piece_lines(p, &report::piece_json(p, t), style, &mut out);
+        report::piece_lines(p, &report::piece_json(p), style, &mut out);
     }
     if let Some(h) = report::hint(v, unmapped) {
         let _ = writeln!(out, "hint: {h}");
     }
     Ok(Done::new(out, code))
-}
-
-/// Classifies a range of another process, with a clear error when the
-/// process is gone or not ours to read.
-pub fn classify_pid(pid: i32, addr: u64, len: u64) -> anyhow::Result<Report> {
-    ensure_alive(pid)?;
-    let opts = Options { target: Some(Target::Pid(pid)), ..Options::default() };
-    classify_with(addr, len, opts).map_err(|e| match e {
-        daxguard::Error::InvalidRange { .. } => anyhow::anyhow!("{} + {len} overflows the address space", hex(addr)),
-        daxguard::Error::ProcOpen { errno, .. } => proc_error(pid, errno.raw()),
-        other => anyhow::anyhow!("cannot read the mappings of process {pid}: {other}"),
-    })
-}
-
-/// The one-line message for a failed open of `/proc/PID/...`.
-pub fn proc_error(pid: i32, errno: i32) -> anyhow::Error {
-    match errno {
-        libc::ESRCH | libc::ENOENT => anyhow::anyhow!("process {pid} does not exist (it may have exited)"),
-        libc::EACCES | libc::EPERM => {
-            anyhow::anyhow!("cannot read /proc/{pid}/maps: permission denied (run as the process's owner, or as root)")
-        }
-        e => anyhow::anyhow!("cannot read /proc/{pid}/maps: {}", crate::output::errno_text(e)),
-    }
-}
-
-/// A zombie still has a /proc entry but no memory: say so instead of
-/// reporting its whole range as unmapped.
-fn ensure_alive(pid: i32) -> anyhow::Result<()> {
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s,
-        Err(e) => return Err(proc_error(pid, e.raw_os_error().unwrap_or(libc::ENOENT))),
-    };
-    // The state follows the last ')' (the command name may contain anything).
-    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
-    if state == Some("Z") || state == Some("X") {
-        bail!("process {pid} has exited (a zombie its parent has not reaped yet)");
-    }
-    Ok(())
-}
-
-/// ` (name)` from /proc/PID/comm, or nothing.
-pub fn comm(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| format!(" ({})", c.trim_end())).unwrap_or_default()
 }

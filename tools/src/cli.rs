@@ -3,8 +3,11 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use daxguard::policy::Mode;
 
+use crate::access::parse_access;
 use crate::units::{parse_len, parse_pid, parse_size};
 
 const MAIN_AFTER: &str = "\
@@ -107,19 +110,21 @@ pub struct ScanArgs {
     pub only_dax: bool,
 }
 
-/// The shim's policy (`DAXGUARD_MODE`).
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Refuse fs-DAX registrations (NULL, errno EOPNOTSUPP)
-    Enforce,
-    /// Say what would be refused, forward anyway
-    Warn,
-    /// Forward everything; only the audit record (DAXGUARD_LOG) says what would happen
-    Audit,
-    /// Forward with no lookups at all
-    Off,
-    /// Re-register fs-DAX ranges with IBV_ACCESS_ON_DEMAND where the device can, else refuse
-    Odp,
+/// `--mode`: the library's [`Mode`]s under the library's names; only the
+/// one-line help for each is the CLI's.
+fn mode_parser() -> impl TypedValueParser<Value = Mode> {
+    let values = Mode::ALL.map(|m| PossibleValue::new(m.name()).help(mode_help(m)));
+    PossibleValuesParser::new(values).map(|name| Mode::parse(&name).expect("a name from Mode::ALL"))
+}
+
+fn mode_help(m: Mode) -> &'static str {
+    match m {
+        Mode::Enforce => "Refuse fs-DAX registrations (NULL, errno EOPNOTSUPP)",
+        Mode::Warn => "Say what would be refused, forward anyway",
+        Mode::Audit => "Forward everything; only the audit record (DAXGUARD_LOG) says what would happen",
+        Mode::Off => "Forward with no lookups at all",
+        Mode::Odp => "Re-register fs-DAX ranges with IBV_ACCESS_ON_DEMAND where the device can, else refuse",
+    }
 }
 
 /// What the shim does when it cannot tell (`DAXGUARD_UNKNOWN`).
@@ -149,7 +154,7 @@ Examples:
 #[command(after_help = RUN_AFTER)]
 pub struct RunArgs {
     /// Policy for fs-DAX registrations (DAXGUARD_MODE); default: inherited, else enforce
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = mode_parser())]
     pub mode: Option<Mode>,
 
     /// Audit log: a file (JSON lines) or `syslog` (DAXGUARD_LOG)
@@ -231,7 +236,7 @@ pub struct ProbeArgs {
     pub len: Option<u64>,
 
     /// IBV_ACCESS_* flags (see below); default rw
-    #[arg(long, value_name = "FLAGS", value_parser = crate::probe::parse_access)]
+    #[arg(long, value_name = "FLAGS", value_parser = parse_access)]
     pub access: Option<u32>,
 
     /// Add IBV_ACCESS_ON_DEMAND: an on-demand-paging registration, never pinned

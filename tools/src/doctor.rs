@@ -1,16 +1,18 @@
 //! `daxguard doctor`: what this kernel and machine can do, one line each.
 
-use std::ffi::CStr;
 use std::fmt::Write;
 use std::path::Path;
 
 use daxguard::mountinfo::{DaxOption, MountTable};
+use daxguard::sysfs;
 use serde::Serialize;
 
 use crate::output::{Done, EXIT_OK, EXIT_REFUSED, SCHEMA, Style, json};
-use crate::probe::{OdpJson, odp_json};
+use crate::region::rdev;
+use crate::shim::find_shim;
+use crate::uname::kernel_release;
 use crate::units::human_size;
-use crate::verbs::{Verbs, library_name};
+use crate::verbs::{OdpJson, Verbs, library_name, odp_json};
 
 #[derive(Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -76,166 +78,54 @@ struct DoctorJson {
     exit_code: u8,
 }
 
-fn check(id: &'static str, status: Status, detail: impl Into<String>, hint: Option<&str>) -> Check {
-    Check { id, status, detail: detail.into(), hint: hint.map(str::to_string) }
+/// An OK line. `warn` and `fail` are the same with their status, and
+/// [`Check::hint`] adds the hint printed below the line.
+fn ok(id: &'static str, detail: impl Into<String>) -> Check {
+    Check { id, status: Status::Ok, detail: detail.into(), hint: None }
 }
 
-fn kernel_release() -> String {
-    // SAFETY: plain data filled by uname.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: valid out-pointer.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return String::new();
+fn warn(id: &'static str, detail: impl Into<String>) -> Check {
+    Check { status: Status::Warn, ..ok(id, detail) }
+}
+
+fn fail(id: &'static str, detail: impl Into<String>) -> Check {
+    Check { status: Status::Fail, ..ok(id, detail) }
+}
+
+impl Check {
+    fn hint(self, hint: impl Into<String>) -> Check {
+        Check { hint: Some(hint.into()), ..self }
     }
-    // SAFETY: uname NUL-terminates its fields.
-    unsafe { CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned()
 }
 
-/// `6.12.3-amd64` -> (6, 12).
-fn version(release: &str) -> Option<(u32, u32)> {
-    let mut it = release.split(|c: char| !c.is_ascii_digit());
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
-
+/// Each `check_*` computes one line (`check_rdma`: one per device) and
+/// records what it found in `facts`, in the order the lines are printed.
 pub fn run(json_out: bool) -> anyhow::Result<Done> {
-    let style = Style::detect(json_out);
     let mut facts = Facts::default();
-    let mut checks = Vec::new();
-
-    let release = kernel_release();
-    facts.kernel_release = release.clone();
-    checks.push(check("kernel", Status::Ok, format!("Linux {release}"), None));
-
-    // get_user_pages_longterm() (4.15) made long-term pins of fs-DAX fail;
-    // later kernels keep the rule as FOLL_LONGTERM + vma_is_fsdax().
-    facts.kernel_enforces_fsdax_rule = version(&release).map(|v| v >= (4, 15));
-    checks.push(match facts.kernel_enforces_fsdax_rule {
-        Some(true) => {
-            check("fsdax_rule", Status::Ok, "the kernel refuses long-term pins of fs-DAX (EOPNOTSUPP, 4.15+)", None)
-        }
-        Some(false) => check(
-            "fsdax_rule",
-            Status::Warn,
-            "this kernel (before 4.15) lets RDMA pin fs-DAX memory",
-            Some("daxguard's refusal is the only protection here: run RDMA programs with `daxguard run`"),
-        ),
-        None => check("fsdax_rule", Status::Warn, format!("cannot parse kernel release '{release}'"), None),
-    });
-
-    facts.procmap_query = daxguard::vma::procmap_query_supported();
-    checks.push(if facts.procmap_query {
-        check("procmap_query", Status::Ok, "PROCMAP_QUERY supported: one ioctl per VMA", None)
-    } else {
-        check(
-            "procmap_query",
-            Status::Warn,
-            "PROCMAP_QUERY not available: /proc/PID/maps is read as text (slower in big processes)",
-            Some("Linux 6.11+ has PROCMAP_QUERY"),
-        )
-    });
-
-    // The kernel sets STATX_ATTR_DAX in stx_attributes_mask for every file (5.8+).
-    facts.statx_dax = daxguard::statx::statx(c"/").ok().map(|st| st.dax.is_some());
-    checks.push(match facts.statx_dax {
-        Some(true) => {
-            check("statx_dax", Status::Ok, "statx reports STATX_ATTR_DAX: each file's DAX flag is visible", None)
-        }
-        _ => check(
-            "statx_dax",
-            Status::Warn,
-            "statx does not report STATX_ATTR_DAX: DAX is judged from mount options",
-            Some("Linux 5.8+ reports the per-file DAX flag; files on dax=inode mounts may show as unverified"),
-        ),
-    });
-
-    facts.dax_mounts = dax_mounts();
-    let list: Vec<String> = facts
-        .dax_mounts
-        .iter()
-        .map(|m| format!("{} ({} on {}, dax={})", m.mount_point, m.fstype, m.source, m.dax))
-        .collect();
-    checks.push(if list.is_empty() {
-        check("dax_mounts", Status::Ok, "no DAX-capable mounts: no file here can be fs-DAX", None)
-    } else {
-        check("dax_mounts", Status::Ok, format!("DAX-capable mounts: {}", list.join(", ")), None)
-    });
-
-    facts.devdax = devdax_nodes();
-    let list: Vec<String> = facts
-        .devdax
-        .iter()
-        .map(|d| {
-            let size = d.size.map_or("size unknown".into(), human_size);
-            let align = d.align.map_or(String::new(), |a| format!(", align {}", human_size(a)));
-            format!("{} ({size}{align})", d.path)
-        })
-        .collect();
-    checks.push(if list.is_empty() {
-        check("devdax", Status::Ok, "no device-DAX nodes", None)
-    } else {
-        check("devdax", Status::Ok, format!("device-DAX (registrable): {}", list.join(", ")), None)
-    });
-
+    let mut checks = vec![
+        check_kernel(&mut facts),
+        check_fsdax_rule(&mut facts),
+        check_procmap_query(&mut facts),
+        check_statx_dax(&mut facts),
+        check_dax_mounts(&mut facts),
+        check_devdax(&mut facts),
+    ];
     let verbs = Verbs::load();
-    checks.push(match &verbs {
-        Ok(v) => {
-            facts.libibverbs = Some(v.path.clone());
-            check("libibverbs", Status::Ok, format!("libibverbs: {}", v.path), None)
-        }
-        Err(e) => check(
-            "libibverbs",
-            Status::Warn,
-            format!("{e:#}"),
-            Some(&format!("`daxguard probe` needs {}; everything else works without it", library_name())),
-        ),
-    });
-
-    facts.rdma_devices = rdma_devices(verbs.as_ref().ok());
-    if facts.rdma_devices.is_empty() {
-        checks.push(check(
-            "rdma",
-            Status::Warn,
-            "no RDMA devices in /sys/class/infiniband",
-            Some("load the driver, or for a test: rdma link add rxe0 type rxe netdev eth0"),
-        ));
-    }
-    for d in &facts.rdma_devices {
-        let odp = match &d.odp {
-            Some(o) if o.supported => {
-                format!(
-                    "ODP supported (implicit: {}; RC caps {:#x})",
-                    if o.implicit { "yes" } else { "no" },
-                    o.rc_odp_caps
-                )
-            }
-            Some(_) => "no ODP: IBV_ACCESS_ON_DEMAND is not a way around the fs-DAX refusal here".to_string(),
-            None => "ODP unknown".to_string(),
-        };
-        checks.push(check("rdma", Status::Ok, format!("RDMA device {}: {odp}", d.name), None));
-    }
-
-    checks.push(match crate::run::find_shim(None) {
-        Ok(s) => {
-            facts.shim = Some(s.path.display().to_string());
-            check("shim", Status::Ok, format!("libdaxguard.so: {} ({}); `daxguard run` will use it", s.path.display(), s.how), None)
-        }
-        Err(e) => check(
-            "shim",
-            Status::Fail,
-            format!("{e:#}"),
-            Some("`daxguard run` cannot work: install libdaxguard.so beside daxguard or in /usr/local/lib, or set DAXGUARD_LIB"),
-        ),
-    });
-
+    checks.push(check_libibverbs(&mut facts, &verbs));
+    checks.extend(check_rdma(&mut facts, verbs.as_ref().ok()));
+    checks.push(check_shim(&mut facts));
     let code = if checks.iter().any(|c| c.status == Status::Fail) { EXIT_REFUSED } else { EXIT_OK };
     if json_out {
-        return Ok(Done::new(
-            json(&DoctorJson { schema: SCHEMA, command: "doctor", checks, facts, exit_code: code })?,
-            code,
-        ));
+        let j = DoctorJson { schema: SCHEMA, command: "doctor", checks, facts, exit_code: code };
+        return Ok(Done::new(json(&j)?, code));
     }
+    Ok(Done::new(text(&checks, Style::detect(json_out)), code))
+}
+
+/// `OK  `, `WARN` or `FAIL` and the detail; the hint, if any, below it.
+fn text(checks: &[Check], style: Style) -> String {
     let mut out = String::new();
-    for c in &checks {
+    for c in checks {
         let tag = match c.status {
             Status::Ok => style.green("OK  "),
             Status::Warn => style.yellow("WARN"),
@@ -246,7 +136,120 @@ pub fn run(json_out: bool) -> anyhow::Result<Done> {
             let _ = writeln!(out, "      hint: {h}");
         }
     }
-    Ok(Done::new(out, code))
+    out
+}
+
+fn check_kernel(facts: &mut Facts) -> Check {
+    facts.kernel_release = kernel_release();
+    ok("kernel", format!("Linux {}", facts.kernel_release))
+}
+
+fn check_fsdax_rule(facts: &mut Facts) -> Check {
+    let release = &facts.kernel_release;
+    // get_user_pages_longterm() (4.15) made long-term pins of fs-DAX fail;
+    // later kernels keep the rule as FOLL_LONGTERM + vma_is_fsdax().
+    facts.kernel_enforces_fsdax_rule = version(release).map(|v| v >= (4, 15));
+    match facts.kernel_enforces_fsdax_rule {
+        Some(true) => ok("fsdax_rule", "the kernel refuses long-term pins of fs-DAX (EOPNOTSUPP, 4.15+)"),
+        Some(false) => warn("fsdax_rule", "this kernel (before 4.15) lets RDMA pin fs-DAX memory")
+            .hint("daxguard's refusal is the only protection here: run RDMA programs with `daxguard run`"),
+        None => warn("fsdax_rule", format!("cannot parse kernel release '{release}'")),
+    }
+}
+
+/// `6.12.3-amd64` -> (6, 12).
+fn version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+fn check_procmap_query(facts: &mut Facts) -> Check {
+    facts.procmap_query = daxguard::lookup::procmap_query_supported();
+    if facts.procmap_query {
+        return ok("procmap_query", "PROCMAP_QUERY supported: one ioctl per VMA");
+    }
+    warn("procmap_query", "PROCMAP_QUERY not available: /proc/PID/maps is read as text (slower in big processes)")
+        .hint("Linux 6.11+ has PROCMAP_QUERY")
+}
+
+fn check_statx_dax(facts: &mut Facts) -> Check {
+    // The kernel sets STATX_ATTR_DAX in stx_attributes_mask for every file (5.8+).
+    facts.statx_dax = daxguard::statx::statx(c"/").ok().map(|st| st.dax.is_some());
+    if facts.statx_dax == Some(true) {
+        return ok("statx_dax", "statx reports STATX_ATTR_DAX: each file's DAX flag is visible");
+    }
+    warn("statx_dax", "statx does not report STATX_ATTR_DAX: DAX is judged from mount options")
+        .hint("Linux 5.8+ reports the per-file DAX flag; files on dax=inode mounts may show as unverified")
+}
+
+fn check_dax_mounts(facts: &mut Facts) -> Check {
+    facts.dax_mounts = dax_mounts();
+    if facts.dax_mounts.is_empty() {
+        return ok("dax_mounts", "no DAX-capable mounts: no file here can be fs-DAX");
+    }
+    let list: Vec<String> = facts
+        .dax_mounts
+        .iter()
+        .map(|m| format!("{} ({} on {}, dax={})", m.mount_point, m.fstype, m.source, m.dax))
+        .collect();
+    ok("dax_mounts", format!("DAX-capable mounts: {}", list.join(", ")))
+}
+
+fn check_devdax(facts: &mut Facts) -> Check {
+    facts.devdax = devdax_nodes();
+    if facts.devdax.is_empty() {
+        return ok("devdax", "no device-DAX nodes");
+    }
+    let list: Vec<String> = facts
+        .devdax
+        .iter()
+        .map(|d| {
+            let size = d.size.map_or("size unknown".into(), human_size);
+            let align = d.align.map_or(String::new(), |a| format!(", align {}", human_size(a)));
+            format!("{} ({size}{align})", d.path)
+        })
+        .collect();
+    ok("devdax", format!("device-DAX (registrable): {}", list.join(", ")))
+}
+
+fn check_libibverbs(facts: &mut Facts, verbs: &anyhow::Result<Verbs>) -> Check {
+    match verbs {
+        Ok(v) => {
+            facts.libibverbs = Some(v.path.clone());
+            ok("libibverbs", format!("libibverbs: {}", v.path))
+        }
+        Err(e) => warn("libibverbs", format!("{e:#}"))
+            .hint(format!("`daxguard probe` needs {}; everything else works without it", library_name())),
+    }
+}
+
+/// One line per RDMA device, or one warning that there is none.
+fn check_rdma(facts: &mut Facts, verbs: Option<&Verbs>) -> Vec<Check> {
+    facts.rdma_devices = rdma_devices(verbs);
+    if facts.rdma_devices.is_empty() {
+        let hint = "load the driver, or for a test: rdma link add rxe0 type rxe netdev eth0";
+        return vec![warn("rdma", "no RDMA devices in /sys/class/infiniband").hint(hint)];
+    }
+    let odp = |o: Option<&OdpJson>| match o {
+        Some(o) if o.supported => {
+            format!("ODP supported (implicit: {}; RC caps {:#x})", if o.implicit { "yes" } else { "no" }, o.rc_odp_caps)
+        }
+        Some(_) => "no ODP: IBV_ACCESS_ON_DEMAND is not a way around the fs-DAX refusal here".to_string(),
+        None => "ODP unknown".to_string(),
+    };
+    facts.rdma_devices.iter().map(|d| ok("rdma", format!("RDMA device {}: {}", d.name, odp(d.odp.as_ref())))).collect()
+}
+
+fn check_shim(facts: &mut Facts) -> Check {
+    match find_shim(None) {
+        Ok(s) => {
+            facts.shim = Some(s.path.display().to_string());
+            ok("shim", format!("libdaxguard.so: {} ({}); `daxguard run` will use it", s.path.display(), s.how))
+        }
+        Err(e) => fail("shim", format!("{e:#}")).hint(
+            "`daxguard run` cannot work: install libdaxguard.so beside daxguard or in /usr/local/lib, or set DAXGUARD_LIB",
+        ),
+    }
 }
 
 /// Mounts where a file can be fs-DAX: `dax`/`dax=always`, or per-file DAX
@@ -259,9 +262,7 @@ fn dax_mounts() -> Vec<DaxMount> {
         .filter_map(|m| {
             let dax = match m.dax_option() {
                 DaxOption::Always => "always",
-                DaxOption::Inode if m.dev.major != 0 && daxguard::sysfs::block_device_dax(m.dev) == Some(true) => {
-                    "inode"
-                }
+                DaxOption::Inode if m.dev.major != 0 && sysfs::block_device_dax(m.dev) == Some(true) => "inode",
                 _ => return None,
             };
             Some(DaxMount {
@@ -274,26 +275,17 @@ fn dax_mounts() -> Vec<DaxMount> {
         .collect()
 }
 
-fn read_u64(p: &Path) -> Option<u64> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-/// `/sys/bus/dax/devices/daxX.Y`, with their size and alignment.
+/// `/sys/bus/dax/devices/daxX.Y` that have a `/dev/daxX.Y`, with their size and alignment.
 fn devdax_nodes() -> Vec<DevDax> {
     let Ok(dir) = std::fs::read_dir("/sys/bus/dax/devices") else { return Vec::new() };
     let mut v: Vec<DevDax> = dir
         .flatten()
-        .map(|e| {
+        .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let sys = e.path();
-            DevDax {
-                path: format!("/dev/{name}"),
-                size: read_u64(&sys.join("size")),
-                align: read_u64(&sys.join("align")),
-                name,
-            }
+            let path = format!("/dev/{name}");
+            let rdev = rdev(&std::fs::metadata(&path).ok()?);
+            Some(DevDax { size: sysfs::dax_device_size(rdev), align: sysfs::dax_device_align(rdev), name, path })
         })
-        .filter(|d| Path::new(&d.path).exists())
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     v

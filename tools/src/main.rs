@@ -3,16 +3,24 @@
 //! 0 registrable / fine, 1 refused (fs-DAX) or doctor failure, 2 could not
 //! judge or bad input, 3 probe disagreement; `run` returns CMD's own status.
 //! Every error is one line on stderr: `daxguard: <what is wrong>`.
+//!
+//! Unsafe code is denied here and allowed back only in the files that call C:
+//! `region` (mmap), `uname` and `verbs` (libibverbs), each under its `# Safety`.
+#![deny(unsafe_code)]
 
+mod access;
 mod check;
 mod cli;
 mod doctor;
 mod output;
 mod probe;
+mod process;
 mod region;
 mod report;
 mod run;
 mod scan;
+mod shim;
+mod uname;
 mod units;
 mod verbs;
 

@@ -5,70 +5,19 @@ use std::fmt::Write;
 
 use anyhow::Context;
 use daxguard::explain::errno_name;
-use daxguard::{Options, Verdict, classify_with};
+use daxguard::fsdax::writable_file_mapping_allowed;
+use daxguard::verbs::ib_access_writable;
+use daxguard::{Options, Report, Verdict, classify_with};
 use serde::Serialize;
 use verbs_sys as v;
 
+use crate::access::{self, flag_names};
 use crate::cli::ProbeArgs;
 use crate::output::{Done, EXIT_DISAGREE, EXIT_OK, SCHEMA, Style, errno_text, hex, json};
-use crate::region::{self, Source};
+use crate::region::{self, Region, Source};
 use crate::report::{self, ReportJson};
-use crate::units::{human_size, parse_size};
-use crate::verbs::Verbs;
-
-const FLAGS: &[(&str, u32)] = &[
-    ("local-write", v::IBV_ACCESS_LOCAL_WRITE),
-    ("remote-write", v::IBV_ACCESS_REMOTE_WRITE),
-    ("remote-read", v::IBV_ACCESS_REMOTE_READ),
-    ("remote-atomic", v::IBV_ACCESS_REMOTE_ATOMIC),
-    ("mw-bind", v::IBV_ACCESS_MW_BIND),
-    ("zero-based", v::IBV_ACCESS_ZERO_BASED),
-    ("on-demand", v::IBV_ACCESS_ON_DEMAND),
-    ("relaxed-ordering", v::IBV_ACCESS_RELAXED_ORDERING),
-];
-
-const RW: u32 = v::IBV_ACCESS_LOCAL_WRITE | v::IBV_ACCESS_REMOTE_WRITE | v::IBV_ACCESS_REMOTE_READ;
-/// Flags that make the kernel pin for writing (so the mapping must be writable).
-const WRITE_FLAGS: u32 = v::IBV_ACCESS_LOCAL_WRITE | v::IBV_ACCESS_REMOTE_WRITE | v::IBV_ACCESS_REMOTE_ATOMIC;
-
-/// `rw`, `ro`, `none`, a number, or names joined by commas.
-pub fn parse_access(s: &str) -> Result<u32, String> {
-    if s.trim().starts_with(|c: char| c.is_ascii_digit()) {
-        return parse_size(s)
-            .ok()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| format!("malformed access flags '{s}'"));
-    }
-    let mut flags = 0;
-    for word in s.split(',').map(|w| w.trim().to_ascii_lowercase()) {
-        flags |= match word.as_str() {
-            "rw" => RW,
-            "ro" => v::IBV_ACCESS_REMOTE_READ,
-            "none" => 0,
-            "local" => v::IBV_ACCESS_LOCAL_WRITE,
-            "atomic" => v::IBV_ACCESS_REMOTE_ATOMIC,
-            "odp" => v::IBV_ACCESS_ON_DEMAND,
-            w => match FLAGS.iter().find(|(name, _)| *name == w) {
-                Some((_, bit)) => *bit,
-                None => {
-                    return Err(format!(
-                        "unknown access flag '{w}' (use rw, ro, or e.g. local,remote-write,remote-read)"
-                    ));
-                }
-            },
-        };
-    }
-    Ok(flags)
-}
-
-fn flag_names(flags: u32) -> Vec<String> {
-    let mut names: Vec<String> = FLAGS.iter().filter(|(_, b)| flags & b != 0).map(|(n, _)| n.to_string()).collect();
-    let known = FLAGS.iter().fold(0, |a, (_, b)| a | b);
-    if flags & !known != 0 {
-        names.push(format!("{:#x}", flags & !known));
-    }
-    names
-}
+use crate::units::human_size;
+use crate::verbs::{OdpJson, Verbs, odp_json};
 
 #[derive(Serialize)]
 struct ProbeJson {
@@ -80,6 +29,14 @@ struct ProbeJson {
     region: RegionJson,
     access: AccessJson,
     verdict: &'static str,
+    #[serde(flatten)]
+    outcome: Outcome,
+    report: ReportJson,
+}
+
+/// The kernel's answer beside daxguard's prediction, and what that means.
+#[derive(Serialize)]
+struct Outcome {
     prediction: Answer,
     kernel: Answer,
     /// agree | disagree | inconclusive (the kernel refused for a reason that is not DAX).
@@ -88,28 +45,6 @@ struct ProbeJson {
     /// The shim's explanation of the kernel's refusal (null when it registered).
     explain: Option<String>,
     exit_code: u8,
-    report: ReportJson,
-}
-
-#[derive(Serialize)]
-pub struct OdpJson {
-    pub supported: bool,
-    pub implicit: bool,
-    pub general_caps: u64,
-    pub rc_odp_caps: u32,
-    pub uc_odp_caps: u32,
-    pub ud_odp_caps: u32,
-}
-
-pub fn odp_json(c: &v::ibv_odp_caps) -> OdpJson {
-    OdpJson {
-        supported: c.general_caps & v::IBV_ODP_SUPPORT != 0,
-        implicit: c.general_caps & v::IBV_ODP_SUPPORT_IMPLICIT != 0,
-        general_caps: c.general_caps,
-        rc_odp_caps: c.per_transport_caps.rc_odp_caps,
-        uc_odp_caps: c.per_transport_caps.uc_odp_caps,
-        ud_odp_caps: c.per_transport_caps.ud_odp_caps,
-    }
 }
 
 #[derive(Serialize)]
@@ -159,33 +94,93 @@ impl Answer {
 }
 
 pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
-    let style = Style::detect(json_out);
-    let access = args.access.unwrap_or(RW) | if args.odp { v::IBV_ACCESS_ON_DEMAND } else { 0 };
-    let writable = access & WRITE_FLAGS != 0;
+    let access = args.access.unwrap_or(access::RW) | if args.odp { v::IBV_ACCESS_ON_DEMAND } else { 0 };
+    // A pin for writing needs a writable mapping.
+    let writable = ib_access_writable(access);
     let region = match &args.path {
         Some(p) => region::map_path(p, args.offset, args.len, writable)?,
         None => region::map_anon(args.len.unwrap_or_else(region::page_size))?,
     };
     let verbs = Verbs::load()?;
     let dev = verbs.open(&args.device)?;
-    let odp = dev.odp_caps();
+    let odp = dev.odp_caps().as_ref().map(odp_json);
     let report = classify_with(region.start, region.len, Options::default()).context("cannot classify the region")?;
-    let verdict = report.verdict();
-    let odp_requested = access & v::IBV_ACCESS_ON_DEMAND != 0;
-    // What the shim would do: ODP registrations are forwarded unchecked (not pinned).
-    let prediction = match verdict {
-        _ if odp_requested => Answer::registers(),
-        Verdict::FsDax { .. } | Verdict::Unverified { .. } => Answer::refused(libc::EOPNOTSUPP),
-        Verdict::Allow => Answer::registers(),
-    };
     let kernel = match dev.register(region.start, region.len, access)? {
         Ok(r) => Answer { lkey: Some(r.lkey), rkey: Some(r.rkey), ..Answer::registers() },
         Err(errno) => Answer::refused(errno),
     };
-    let no_odp = odp.is_some_and(|c| c.general_caps & v::IBV_ODP_SUPPORT == 0);
-    let file_backed = matches!(region.source, Source::File | Source::BlockDevice);
+    let outcome = outcome(&report, &region, access, odp.as_ref(), kernel);
+    let j = ProbeJson {
+        schema: SCHEMA,
+        command: "probe",
+        device: args.device.clone(),
+        libibverbs: verbs.path.clone(),
+        odp_caps: odp,
+        region: RegionJson {
+            source: region.source,
+            path: args.path.as_ref().map(|p| p.display().to_string()),
+            offset: region.offset,
+            addr: hex(region.start),
+            len: region.len,
+            writable,
+        },
+        access: AccessJson { value: access, flags: flag_names(access) },
+        verdict: report.verdict().name(),
+        outcome,
+        report: report::report_json(&report),
+    };
+    let out = if json_out { json(&j)? } else { text(&j, &report, Style::detect(json_out)) };
+    Ok(Done::new(out, j.outcome.exit_code))
+}
+
+/// What `probe` concludes: the prediction, the kernel's answer against it,
+/// the explanation of a refusal, and the exit status.
+fn outcome(report: &Report, region: &Region, access: u32, odp: Option<&OdpJson>, kernel: Answer) -> Outcome {
+    let prediction = predict(report.verdict(), access);
+    let (agreement, message) = compare(&prediction, &kernel, access, odp, report);
+    // The same words the shim prints when a forwarded registration fails.
+    let explain = kernel.errno.map(|e| {
+        let line = daxguard::explain::failure(
+            "ibv_reg_mr",
+            region.start,
+            region.len,
+            daxguard::verbs::pin(access),
+            e,
+            Some(report),
+        );
+        line.strip_prefix("daxguard: ").unwrap_or(&line).to_string()
+    });
+    let exit_code = if agreement == "disagree" { EXIT_DISAGREE } else { EXIT_OK };
+    Outcome { prediction, kernel, agreement, message, explain, exit_code }
+}
+
+/// What the shim would do: refuse fs-DAX and unverifiable memory, and
+/// forward ODP registrations unchecked (they are not pinned).
+fn predict(verdict: Verdict, access: u32) -> Answer {
+    match verdict {
+        _ if access & v::IBV_ACCESS_ON_DEMAND != 0 => Answer::registers(),
+        Verdict::FsDax { .. } | Verdict::Unverified { .. } => Answer::refused(libc::EOPNOTSUPP),
+        Verdict::Allow => Answer::registers(),
+    }
+}
+
+/// `agree`, `disagree` or `inconclusive` (the kernel refused for a reason
+/// that is not DAX), and the sentence that says why.
+fn compare(
+    prediction: &Answer,
+    kernel: &Answer,
+    access: u32,
+    odp: Option<&OdpJson>,
+    report: &Report,
+) -> (&'static str, String) {
+    let odp_requested = access & v::IBV_ACCESS_ON_DEMAND != 0;
+    let no_odp = odp.is_some_and(|o| !o.supported);
+    // Linux 6.5+ refuses a writable long-term pin of a shared file mapping, DAX or not.
+    let writable = ib_access_writable(access);
+    let file_rule =
+        report.verdict() == Verdict::Allow && report.pieces.iter().any(|p| !writable_file_mapping_allowed(writable, p));
     let predicts_refusal = prediction.errno.is_some();
-    let (agreement, message) = match (predicts_refusal, kernel.errno) {
+    match (predicts_refusal, kernel.errno) {
         (false, None) => ("agree", "the kernel registered it, as daxguard predicted".to_string()),
         (true, Some(libc::EOPNOTSUPP)) => {
             ("agree", "the kernel refused it with EOPNOTSUPP, as daxguard predicted".to_string())
@@ -197,7 +192,7 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
         (_, Some(libc::EOPNOTSUPP)) => {
             ("disagree", "the kernel refused with EOPNOTSUPP memory daxguard would let through".to_string())
         }
-        (_, Some(libc::EFAULT)) if writable && file_backed && verdict == Verdict::Allow => (
+        (_, Some(libc::EFAULT)) if file_rule => (
             "inconclusive",
             "kernel refused for another reason: Linux 6.5+ refuses long-term pins of writable shared \
              file mappings (EFAULT), DAX or not; try --access ro"
@@ -206,94 +201,39 @@ pub fn run(args: &ProbeArgs, json_out: bool) -> anyhow::Result<Done> {
         (_, Some(e)) => {
             ("inconclusive", format!("kernel refused for another reason: {} ({})", errno_name(e), errno_text(e)))
         }
-    };
-    let code = if agreement == "disagree" { EXIT_DISAGREE } else { EXIT_OK };
-    // The same words the shim prints when a forwarded registration fails.
-    let explain = kernel.errno.map(|e| {
-        let line = daxguard::explain::failure(
-            "ibv_reg_mr",
-            region.start,
-            region.len,
-            daxguard::verbs::pin(access),
-            e,
-            Some(&report),
-        );
-        line.strip_prefix("daxguard: ").unwrap_or(&line).to_string()
-    });
-    let path = args.path.as_ref().map(|p| p.display().to_string());
-    if json_out {
-        let j = ProbeJson {
-            schema: SCHEMA,
-            command: "probe",
-            device: args.device.clone(),
-            libibverbs: verbs.path.clone(),
-            odp_caps: odp.as_ref().map(odp_json),
-            region: RegionJson {
-                source: region.source,
-                path,
-                offset: region.offset,
-                addr: hex(region.start),
-                len: region.len,
-                writable,
-            },
-            access: AccessJson { value: access, flags: flag_names(access) },
-            verdict: report::verdict_name(verdict),
-            prediction,
-            kernel,
-            agreement,
-            message,
-            explain,
-            exit_code: code,
-            report: report::report_json(&report, daxguard::Target::Current),
-        };
-        return Ok(Done::new(json(&j)?, code));
     }
+}
+
+/// The human output: what was registered, both answers, the agreement,
+/// then the report's pieces.
+fn text(j: &ProbeJson, report: &Report, style: Style) -> String {
     let mut out = String::new();
-    let odp_text = match &odp {
-        Some(c) if c.general_caps & v::IBV_ODP_SUPPORT != 0 => "ODP supported",
+    let odp = match &j.odp_caps {
+        Some(o) if o.supported => "ODP supported",
         Some(_) => "no ODP",
         None => "ODP unknown",
     };
-    let _ = writeln!(out, "device:   {} ({odp_text}; {})", args.device, verbs.path);
-    let what = path.map_or_else(|| "anonymous memory".to_string(), |p| format!("{p}, offset {}", region.offset));
-    let prot = if writable { "read-write" } else { "read-only" };
-    let _ = writeln!(out, "region:   {what}, {} at {} ({prot})", human_size(region.len), hex(region.start));
-    let _ = writeln!(out, "access:   {} ({access:#x})", flag_names(access).join(","));
-    let why = if odp_requested { " (ODP: forwarded unchecked)" } else { "" };
-    let _ = writeln!(out, "daxguard: {}{why}  [{}]", prediction.text(), report::verdict_name(verdict));
-    let _ = writeln!(out, "kernel:   {}", kernel.text());
-    let head = match agreement {
+    let _ = writeln!(out, "device:   {} ({odp}; {})", j.device, j.libibverbs);
+    let r = &j.region;
+    let what = r.path.as_ref().map_or_else(|| "anonymous memory".to_string(), |p| format!("{p}, offset {}", r.offset));
+    let prot = if r.writable { "read-write" } else { "read-only" };
+    let _ = writeln!(out, "region:   {what}, {} at {} ({prot})", human_size(r.len), r.addr);
+    let _ = writeln!(out, "access:   {} ({:#x})", j.access.flags.join(","), j.access.value);
+    let why = if j.access.value & v::IBV_ACCESS_ON_DEMAND != 0 { " (ODP: forwarded unchecked)" } else { "" };
+    let o = &j.outcome;
+    let _ = writeln!(out, "daxguard: {}{why}  [{}]", o.prediction.text(), j.verdict);
+    let _ = writeln!(out, "kernel:   {}", o.kernel.text());
+    let head = match o.agreement {
         "agree" => style.green("AGREE"),
         "disagree" => style.red("DISAGREE"),
         _ => style.yellow("INCONCLUSIVE"),
     };
-    let _ = writeln!(out, "{head}: {message}");
-    if let Some(e) = &explain {
+    let _ = writeln!(out, "{head}: {}", o.message);
+    if let Some(e) = &o.explain {
         let _ = writeln!(out, "why:      {e}");
     }
-    for p in &report.pieces {
-        report::piece_lines(p, &report::piece_json(p, daxguard::Target::Current), style, &mut out);
+    for (p, pj) in report.pieces.iter().zip(&j.report.pieces) {
+        report::piece_lines(p, pj, style, &mut out);
     }
-    drop(dev);
-    drop(region);
-    Ok(Done::new(out, code))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn access_flags() {
-        assert_eq!(parse_access("rw"), Ok(7));
-        assert_eq!(parse_access("ro"), Ok(v::IBV_ACCESS_REMOTE_READ));
-        assert_eq!(parse_access("none"), Ok(0));
-        assert_eq!(parse_access("local,remote-write, remote-read"), Ok(7));
-        assert_eq!(parse_access("local-write,on-demand"), Ok(1 | 64));
-        assert_eq!(parse_access("0x7"), Ok(7));
-        assert_eq!(parse_access("7"), Ok(7));
-        assert!(parse_access("bogus").is_err());
-        assert!(parse_access("0x1ffffffff").is_err());
-        assert_eq!(flag_names(7 | (1 << 31)), ["local-write", "remote-write", "remote-read", "0x80000000"]);
-    }
+    out
 }

@@ -3,16 +3,17 @@
 //! memory. Bad input is caught here, each case with its own one-line message.
 //!
 //! # Safety
-//! `mmap`/`munmap` of mappings this module creates and owns.
+//! `mmap`/`munmap` of mappings this module creates and owns, and `sysconf`.
+#![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use daxguard::Dev;
+use daxguard::{Dev, sysfs};
 use serde::Serialize;
 
 use crate::output::errno_text;
@@ -56,6 +57,11 @@ pub fn page_size() -> u64 {
     if n > 0 { n as u64 } else { 4096 }
 }
 
+/// The device number a device node stands for (`st_rdev`).
+pub fn rdev(meta: &Metadata) -> Dev {
+    Dev { major: libc::major(meta.rdev()), minor: libc::minor(meta.rdev()) }
+}
+
 /// Device-DAX mappings must be aligned to this when sysfs does not say (the default `align`).
 const DEVDAX_DEFAULT_ALIGN: u64 = 2 << 20;
 
@@ -84,16 +90,12 @@ fn examine(path: &Path, file: &File) -> anyhow::Result<Target> {
         return Ok(Target { source: Source::BlockDevice, size: Some(size), align: page });
     }
     // Only called for character devices (see map_path).
-    let rdev = Dev { major: libc::major(meta.rdev()), minor: libc::minor(meta.rdev()) };
-    if daxguard::sysfs::char_device_is_dax(rdev) {
-        // The dax device's own attributes; the bus directory by name as a fallback.
-        let by_name = path.file_name().map(|n| format!("/sys/bus/dax/devices/{}", n.to_string_lossy()));
-        let dirs: Vec<String> = std::iter::once(format!("/sys/dev/char/{rdev}")).chain(by_name).collect();
-        let read = |leaf: &str| -> Option<u64> {
-            dirs.iter().find_map(|d| std::fs::read_to_string(format!("{d}/{leaf}")).ok()?.trim().parse().ok())
-        };
-        let size = read("size").with_context(|| format!("cannot read the size of {shown} from {}/size", dirs[0]))?;
-        let align = read("align").filter(|a| a.is_power_of_two() && *a >= page).unwrap_or(DEVDAX_DEFAULT_ALIGN);
+    let rdev = rdev(&meta);
+    if sysfs::char_device_is_dax(rdev) {
+        let size = sysfs::dax_device_size(rdev)
+            .with_context(|| format!("cannot read the size of {shown} from /sys/dev/char/{rdev}/size"))?;
+        let align =
+            sysfs::dax_device_align(rdev).filter(|a| a.is_power_of_two() && *a >= page).unwrap_or(DEVDAX_DEFAULT_ALIGN);
         return Ok(Target { source: Source::DeviceDax, size: Some(size), align });
     }
     Ok(Target { source: Source::DevZero, size: None, align: page })
@@ -103,46 +105,67 @@ fn examine(path: &Path, file: &File) -> anyhow::Result<Target> {
 /// `len` defaults to the rest of the file, one alignment unit for
 /// device-DAX, one page for `/dev/zero`.
 pub fn map_path(path: &Path, offset: Option<u64>, len: Option<u64>, writable: bool) -> anyhow::Result<Region> {
+    look_before_opening(path)?;
+    let file = OpenOptions::new().read(true).write(writable).open(path).map_err(|e| {
+        let how = if writable { "reading and writing" } else { "reading" };
+        anyhow::anyhow!("cannot open {} for {how}: {}", path.display(), io_text(&e))
+    })?;
+    let t = examine(path, &file)?;
+    let offset = offset.unwrap_or(0);
+    let len = t.len_at(path, offset, len)?;
+    map_shared(path, &file, &t, offset, len, writable)
+}
+
+/// Opening a FIFO blocks, and opening an arbitrary character device (a
+/// watchdog, a tty) has side effects: refuse those from `stat` alone.
+fn look_before_opening(path: &Path) -> anyhow::Result<()> {
     let shown = path.display();
-    // Look before opening: opening a FIFO blocks, and opening an arbitrary
-    // character device (a watchdog, a tty) has side effects.
     let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{shown}: {}", io_text(&e)))?;
     let ft = meta.file_type();
     if ft.is_dir() {
         bail!("{shown} is a directory: give a file or a device-DAX node (/dev/daxX.Y)");
     }
     if ft.is_char_device() {
-        let rdev = Dev { major: libc::major(meta.rdev()), minor: libc::minor(meta.rdev()) };
+        let rdev = rdev(&meta);
         let zero = Dev { major: 1, minor: 5 };
-        if rdev != zero && !daxguard::sysfs::char_device_is_dax(rdev) {
+        if rdev != zero && !sysfs::char_device_is_dax(rdev) {
             bail!("{shown} is a character device that is not device-DAX: give a file or /dev/daxX.Y");
         }
     } else if !ft.is_file() && !ft.is_block_device() {
         bail!("{shown} is not a regular file or a device (a FIFO or socket cannot be mapped)");
     }
-    let file = OpenOptions::new().read(true).write(writable).open(path).map_err(|e| {
-        let how = if writable { "reading and writing" } else { "reading" };
-        anyhow::anyhow!("cannot open {shown} for {how}: {}", io_text(&e))
-    })?;
-    let t = examine(path, &file)?;
-    let offset = offset.unwrap_or(0);
-    let len = match (t.size, len) {
-        (Some(0), _) => bail!("{shown} is empty: there is nothing to map"),
-        (Some(size), _) if offset >= size => {
-            bail!("offset {offset} is past the end of {shown} ({size} bytes, {})", human_size(size))
+    Ok(())
+}
+
+impl Target {
+    /// The length to map at `offset`: `len`, else the default, checked
+    /// against the size when there is one.
+    fn len_at(&self, path: &Path, offset: u64, len: Option<u64>) -> anyhow::Result<u64> {
+        let shown = path.display();
+        let len = match (self.size, len) {
+            (Some(0), _) => bail!("{shown} is empty: there is nothing to map"),
+            (Some(size), _) if offset >= size => {
+                bail!("offset {offset} is past the end of {shown} ({size} bytes, {})", human_size(size))
+            }
+            (_, Some(len)) => len,
+            (Some(size), None) if self.source == Source::DeviceDax => self.align.min(size - offset),
+            (Some(size), None) => size - offset,
+            (None, None) => self.align,
+        };
+        let end = offset.checked_add(len).context("offset + length overflows")?;
+        if let Some(size) = self.size.filter(|&s| end > s) {
+            bail!("offset {offset} + length {len} runs past the end of {shown} ({size} bytes, {})", human_size(size));
         }
-        (_, Some(len)) => len,
-        (Some(size), None) if t.source == Source::DeviceDax => t.align.min(size - offset),
-        (Some(size), None) => size - offset,
-        (None, None) => t.align,
-    };
-    let end = offset.checked_add(len).context("offset + length overflows")?;
-    if let Some(size) = t.size.filter(|&s| end > s) {
-        bail!("offset {offset} + length {len} runs past the end of {shown} ({size} bytes, {})", human_size(size));
+        Ok(len)
     }
+}
+
+/// `mmap(MAP_SHARED)` of `[offset, offset + len)` of `file` (`len_at` has
+/// checked that the end does not overflow).
+fn map_shared(path: &Path, file: &File, t: &Target, offset: u64, len: u64, writable: bool) -> anyhow::Result<Region> {
     // mmap wants offset (and, for device-DAX, length) in whole alignment units.
     let map_off = offset & !(t.align - 1);
-    let map_end = end.checked_next_multiple_of(t.align).context("offset + length overflows")?;
+    let map_end = (offset + len).checked_next_multiple_of(t.align).context("offset + length overflows")?;
     let map_len = usize::try_from(map_end - map_off).context("range too large")?;
     let map_off_t = libc::off_t::try_from(map_off).context("offset too large")?;
     let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
@@ -151,6 +174,7 @@ pub fn map_path(path: &Path, offset: Option<u64>, len: Option<u64>, writable: bo
         unsafe { libc::mmap(std::ptr::null_mut(), map_len, prot, libc::MAP_SHARED, file.as_raw_fd(), map_off_t) };
     if base == libc::MAP_FAILED {
         let e = std::io::Error::last_os_error();
+        let shown = path.display();
         bail!("cannot map {shown} ({} at offset {map_off}): {}", human_size(map_len as u64), io_text(&e));
     }
     // The mapping keeps the file alive; the descriptor can go.

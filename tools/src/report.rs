@@ -1,12 +1,8 @@
 //! The library's [`Report`] as the CLI shows it: serde structs for `--json`
 //! (the library types do not derive serde) and the evidence lines for people.
-//! Nothing here decides anything: kinds and verdicts are the library's.
+//! Nothing here decides anything: kinds, verdicts and their names are the library's.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-
-use daxguard::statx::statx;
-use daxguard::{Evidence, FileInfo, Kind, Lookup, Piece, Report, Target, Verdict, Via};
+use daxguard::{FileInfo, Kind, Piece, Report, Verdict, Via};
 use serde::Serialize;
 
 use crate::output::{Style, hex};
@@ -46,7 +42,8 @@ pub struct FileJson {
     pub evidence: &'static str,
     /// How statx reached the file, when the evidence is statx.
     pub via: Option<&'static str>,
-    /// `STATX_ATTR_DAX`: set, clear, or null (not reported / file not reachable).
+    /// `STATX_ATTR_DAX` as the library's own statx saw it: set, clear, or null
+    /// (not asked, not reported, or the file not reachable).
     pub statx_dax: Option<bool>,
     pub mount: Option<MountJson>,
     /// `queue/dax` of the block device under the filesystem; null without one.
@@ -62,43 +59,28 @@ pub struct MountJson {
     pub options: String,
 }
 
-pub fn lookup_name(l: Lookup) -> &'static str {
-    match l {
-        Lookup::ProcmapQuery => "procmap_query",
-        Lookup::MapsText => "maps",
-    }
-}
-
-pub fn verdict_name(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Allow => "allow",
-        Verdict::FsDax { .. } => "fsdax",
-        Verdict::Unverified { .. } => "unverified",
-    }
-}
-
 pub fn unmapped_bytes(r: &Report) -> u64 {
     r.pieces.iter().filter(|p| p.kind == Kind::Hole).map(|p| p.end - p.start).sum()
 }
 
-pub fn report_json(r: &Report, target: Target) -> ReportJson {
+pub fn report_json(r: &Report) -> ReportJson {
     let v = r.verdict();
     let piece = match v {
         Verdict::Allow => None,
         Verdict::FsDax { piece } | Verdict::Unverified { piece } => Some(piece),
     };
     ReportJson {
-        lookup: lookup_name(r.lookup),
+        lookup: r.lookup.name(),
         start: hex(r.start),
         end: hex(r.end),
-        verdict: verdict_name(v),
+        verdict: v.name(),
         piece,
         unmapped_bytes: unmapped_bytes(r),
-        pieces: r.pieces.iter().map(|p| piece_json(p, target)).collect(),
+        pieces: r.pieces.iter().map(piece_json).collect(),
     }
 }
 
-pub fn piece_json(p: &Piece, target: Target) -> PieceJson {
+pub fn piece_json(p: &Piece) -> PieceJson {
     let label = match &p.kind {
         Kind::Anonymous { label } => label.clone(),
         Kind::Special { label } => Some(label.clone()),
@@ -116,19 +98,18 @@ pub fn piece_json(p: &Piece, target: Target) -> PieceJson {
                 .collect()
         }),
         label,
-        file: p.kind.file_info().map(|f| file_json(f, &p.kind, p.start, p.end, target)),
+        file: p.kind.file_info().map(|f| file_json(f, &p.kind)),
     }
 }
 
-fn file_json(f: &FileInfo, kind: &Kind, start: u64, end: u64, target: Target) -> FileJson {
-    let (evidence, via) = evidence_name(f.evidence);
+fn file_json(f: &FileInfo, kind: &Kind) -> FileJson {
     FileJson {
         path: f.path.to_string_lossy().into_owned(),
         dev: f.dev.to_string(),
         inode: f.inode,
-        evidence,
-        via,
-        statx_dax: statx_dax(f, kind, start, end, target),
+        evidence: f.evidence.name(),
+        via: f.evidence.via().map(Via::name),
+        statx_dax: f.statx_dax,
         mount: f.mount.as_ref().map(|m| MountJson {
             mount_point: m.mount_point.to_string_lossy().into_owned(),
             fstype: m.fstype.clone(),
@@ -138,57 +119,6 @@ fn file_json(f: &FileInfo, kind: &Kind, start: u64, end: u64, target: Target) ->
         block_device_dax: block_device_dax(f),
         device_dax: matches!(kind, Kind::DeviceDax(_)),
     }
-}
-
-fn evidence_name(e: Evidence) -> (&'static str, Option<&'static str>) {
-    let via = |v: Via| match v {
-        Via::Path => "path",
-        Via::MapFiles => "map_files",
-    };
-    match e {
-        Evidence::Statx { via: v } => ("statx", Some(via(v))),
-        Evidence::CharDevice { via: v } => ("char_device", Some(via(v))),
-        Evidence::SharedMemory => ("shared_memory", None),
-        Evidence::MountDaxAlways => ("mount_dax_always", None),
-        Evidence::MountDaxNever => ("mount_dax_never", None),
-        Evidence::FsTypeCannotDax => ("fstype_cannot_dax", None),
-        Evidence::BlockDeviceNotDax => ("block_device_not_dax", None),
-        Evidence::NotVerifiable => ("not_verifiable", None),
-    }
-}
-
-/// How the library knew, in words.
-fn evidence_text(e: Evidence) -> &'static str {
-    match e {
-        Evidence::Statx { via: Via::Path } => "statx STATX_ATTR_DAX",
-        Evidence::Statx { via: Via::MapFiles } => "statx STATX_ATTR_DAX via map_files",
-        Evidence::CharDevice { .. } => "a character device",
-        Evidence::SharedMemory => "shared memory (shmem, memfd)",
-        Evidence::MountDaxAlways => "mount option dax=always",
-        Evidence::MountDaxNever => "mount option dax=never",
-        Evidence::FsTypeCannotDax => "the filesystem type cannot do DAX",
-        Evidence::BlockDeviceNotDax => "the block device is not DAX-capable",
-        Evidence::NotVerifiable => "the file could not be examined",
-    }
-}
-
-/// The file's `STATX_ATTR_DAX` for display. When the library judged by
-/// statx it is the verdict itself; otherwise ask once more, through the
-/// target's root or map_files, and only trust an answer for the same inode.
-fn statx_dax(f: &FileInfo, kind: &Kind, start: u64, end: u64, target: Target) -> Option<bool> {
-    if let Evidence::Statx { .. } = f.evidence {
-        return Some(matches!(kind, Kind::FsDax(_)));
-    }
-    let (root, map_files) = match target {
-        Target::Current => (String::new(), format!("/proc/self/map_files/{start:x}-{end:x}")),
-        Target::Pid(pid) => (format!("/proc/{pid}/root"), format!("/proc/{pid}/map_files/{start:x}-{end:x}")),
-    };
-    let mut by_path = root.into_bytes();
-    by_path.extend_from_slice(f.path.as_os_str().as_bytes());
-    [by_path, map_files.into_bytes()].into_iter().find_map(|p| {
-        let st = statx(&CString::new(p).ok()?).ok()?;
-        (st.dev == f.dev && st.ino == f.inode).then_some(st.dax).flatten()
-    })
 }
 
 fn block_device_dax(f: &FileInfo) -> Option<bool> {
@@ -219,7 +149,7 @@ pub fn piece_lines(p: &Piece, pj: &PieceJson, style: Style, out: &mut String) {
         Kind::Unverified(_) => style.yellow("unknown"),
         _ => "no".to_string(),
     };
-    let _ = writeln!(out, "      fs-DAX: {fsdax} ({})", evidence_text(info.evidence));
+    let _ = writeln!(out, "      fs-DAX: {fsdax} ({})", info.evidence.words());
     let attr = match f.statx_dax {
         Some(true) => "set",
         Some(false) => "clear",
@@ -283,7 +213,7 @@ pub fn verdict_line(v: Verdict, unmapped: bool, style: Style) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use daxguard::{Dev, MountInfo};
+    use daxguard::{Dev, Evidence, Lookup, MountInfo};
 
     fn fsdax_report() -> Report {
         let info = FileInfo {
@@ -314,7 +244,7 @@ mod tests {
         );
         let mut out = String::new();
         let p = &r.pieces[0];
-        piece_lines(p, &piece_json(p, Target::Current), Style::plain(), &mut out);
+        piece_lines(p, &piece_json(p), Style::plain(), &mut out);
         let lines: Vec<&str> = out.lines().map(str::trim).collect();
         assert_eq!(lines[0], "0x7f0000000000-0x7f0000200000 r--s     2 MiB  fs-DAX  /mnt/pmem/buf");
         assert_eq!(lines[1], "fs-DAX: yes (statx STATX_ATTR_DAX)");
@@ -328,7 +258,7 @@ mod tests {
     #[test]
     fn refusal_json() {
         let r = fsdax_report();
-        let j = serde_json::to_value(report_json(&r, Target::Current)).unwrap();
+        let j = serde_json::to_value(report_json(&r)).unwrap();
         assert_eq!(j["verdict"], "fsdax");
         assert_eq!(j["piece"], 0);
         assert_eq!(j["lookup"], "maps");

@@ -3,80 +3,16 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write;
-use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::cli::{Mode, RunArgs, Unknown};
+use crate::cli::{RunArgs, Unknown};
 use crate::output::{Done, EXIT_OK, Exit, SCHEMA, json};
-
-/// Where the shim was found, and which rule found it.
-pub struct Shim {
-    pub path: PathBuf,
-    pub how: &'static str,
-}
-
-/// The places searched after --lib and $DAXGUARD_LIB, in order.
-pub fn search_path() -> Vec<(PathBuf, &'static str)> {
-    let mut v = Vec::new();
-    // current_exe resolves symlinks: a /usr/local/bin link finds the real install.
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
-        v.push((dir.join("libdaxguard.so"), "beside the daxguard binary"));
-        v.push((dir.join("../lib/libdaxguard.so"), "in the install's lib directory"));
-    }
-    v.push((PathBuf::from("/usr/local/lib/libdaxguard.so"), "in /usr/local/lib"));
-    v.push((PathBuf::from("/usr/lib/libdaxguard.so"), "in /usr/lib"));
-    v
-}
-
-/// Finds libdaxguard.so. An explicit choice (--lib, $DAXGUARD_LIB) must be
-/// usable; it is an error rather than a silent fall-through to another copy.
-pub fn find_shim(lib: Option<&Path>) -> anyhow::Result<Shim> {
-    let env = std::env::var_os("DAXGUARD_LIB").filter(|v| !v.is_empty()).map(PathBuf::from);
-    let explicit = match (lib, env) {
-        (Some(p), _) => Some((p.to_path_buf(), "--lib")),
-        (None, Some(p)) => Some((p, "$DAXGUARD_LIB")),
-        (None, None) => None,
-    };
-    if let Some((p, how)) = explicit {
-        check_elf(&p).with_context(|| format!("{how} {}", p.display()))?;
-        return Ok(Shim { path: absolute(&p)?, how });
-    }
-    for (p, how) in search_path() {
-        if p.is_file() {
-            check_elf(&p).with_context(|| format!("{}", p.display()))?;
-            return Ok(Shim { path: absolute(&p)?, how });
-        }
-    }
-    let tried: Vec<_> = search_path().iter().map(|(p, _)| p.display().to_string()).collect();
-    bail!("libdaxguard.so not found (looked in {}); give --lib PATH or set DAXGUARD_LIB", tried.join(", "))
-}
-
-/// The dynamic loader skips a preload it cannot load, with only a warning:
-/// catch a wrong file here instead.
-fn check_elf(p: &Path) -> anyhow::Result<()> {
-    let mut magic = [0u8; 4];
-    let mut f = std::fs::File::open(p)
-        .map_err(|e| anyhow::anyhow!("{}", crate::output::errno_text(e.raw_os_error().unwrap_or(0))))?;
-    if f.read_exact(&mut magic).is_err() || &magic != b"\x7fELF" {
-        bail!("is not a shared library");
-    }
-    Ok(())
-}
-
-/// LD_PRELOAD paths are resolved at exec, in CMD's working directory, and
-/// split at spaces and colons: make ours absolute and refuse what cannot be said.
-fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
-    let abs = std::fs::canonicalize(p).with_context(|| format!("cannot resolve {}", p.display()))?;
-    if abs.as_os_str().as_bytes().iter().any(|&b| b == b' ' || b == b':') {
-        bail!("{}: LD_PRELOAD cannot hold a path with a space or colon; copy the library elsewhere", abs.display());
-    }
-    Ok(abs)
-}
+use crate::shim::{Shim, find_shim};
 
 /// `existing` with `shim` appended: the user's preloads stay as they are,
 /// and first (they keep their precedence); nothing changes if it is there already.
@@ -94,21 +30,11 @@ pub fn ld_preload(existing: Option<&OsStr>, shim: &Path) -> OsString {
     OsString::from_vec(out)
 }
 
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Enforce => "enforce",
-        Mode::Warn => "warn",
-        Mode::Audit => "audit",
-        Mode::Off => "off",
-        Mode::Odp => "odp",
-    }
-}
-
 /// The DAXGUARD_* variables to set; the rest are inherited as they are.
 fn settings(args: &RunArgs) -> anyhow::Result<Vec<(&'static str, String)>> {
     let mut env = Vec::new();
     if let Some(m) = args.mode {
-        env.push(("DAXGUARD_MODE", mode_name(m).to_string()));
+        env.push(("DAXGUARD_MODE", m.name().to_string()));
     }
     if let Some(dest) = &args.log {
         env.push(("DAXGUARD_LOG", log_dest(dest)?));
@@ -162,28 +88,7 @@ pub fn run(args: &RunArgs, json_out: bool) -> anyhow::Result<Done> {
     let preload = ld_preload(std::env::var_os("LD_PRELOAD").as_deref(), &shim.path);
     let (cmd, rest) = args.cmd.split_first().context("no command given")?;
     if args.dry_run {
-        let show = |s: &OsStr| s.to_string_lossy().into_owned();
-        if json_out {
-            let j = DryRunJson {
-                schema: SCHEMA,
-                command: "run",
-                shim: show(shim.path.as_os_str()),
-                found: shim.how,
-                ld_preload: show(&preload),
-                env: env.iter().cloned().collect(),
-                argv: args.cmd.iter().map(|a| show(a)).collect(),
-            };
-            return Ok(Done::new(json(&j)?, EXIT_OK));
-        }
-        let mut out = String::new();
-        let _ = writeln!(out, "shim: {} ({})", shim.path.display(), shim.how);
-        let _ = writeln!(out, "LD_PRELOAD={}", show(&preload));
-        for (k, v) in &env {
-            let _ = writeln!(out, "{k}={v}");
-        }
-        let argv: Vec<_> = args.cmd.iter().map(|a| show(a)).collect();
-        let _ = writeln!(out, "exec: {}", argv.join(" "));
-        return Ok(Done::new(out, EXIT_OK));
+        return dry_run(&shim, &preload, &env, &args.cmd, json_out);
     }
     let mut c = std::process::Command::new(cmd);
     c.args(rest).env("LD_PRELOAD", &preload);
@@ -200,6 +105,38 @@ pub fn run(args: &RunArgs, json_out: bool) -> anyhow::Result<Done> {
         None => Exit { code: 126, msg: format!("cannot run {name}: {e}") },
     }
     .into())
+}
+
+/// `--dry-run`: the shim, LD_PRELOAD, the settings and the command, without running it.
+fn dry_run(
+    shim: &Shim,
+    preload: &OsStr,
+    env: &[(&'static str, String)],
+    cmd: &[OsString],
+    json_out: bool,
+) -> anyhow::Result<Done> {
+    let show = |s: &OsStr| s.to_string_lossy().into_owned();
+    let argv: Vec<String> = cmd.iter().map(|a| show(a)).collect();
+    if json_out {
+        let j = DryRunJson {
+            schema: SCHEMA,
+            command: "run",
+            shim: show(shim.path.as_os_str()),
+            found: shim.how,
+            ld_preload: show(preload),
+            env: env.iter().cloned().collect(),
+            argv,
+        };
+        return Ok(Done::new(json(&j)?, EXIT_OK));
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "shim: {} ({})", shim.path.display(), shim.how);
+    let _ = writeln!(out, "LD_PRELOAD={}", show(preload));
+    for (k, v) in env {
+        let _ = writeln!(out, "{k}={v}");
+    }
+    let _ = writeln!(out, "exec: {}", argv.join(" "));
+    Ok(Done::new(out, EXIT_OK))
 }
 
 #[cfg(test)]

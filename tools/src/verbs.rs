@@ -9,11 +9,13 @@
 //! Calls through function pointers resolved from libibverbs at the exact
 //! symbol versions whose signatures verbs-sys declares; every object passed
 //! back to libibverbs came from it and is released once.
+#![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString, c_void};
 use std::mem::MaybeUninit;
 
 use anyhow::bail;
+use serde::Serialize;
 use verbs_sys as v;
 
 /// What to dlopen: `$DAXGUARD_IBVERBS` (another rdma-core build), else the soname.
@@ -49,9 +51,13 @@ unsafe fn sym<F: Copy>(handle: *mut c_void, name: &CStr, version: &CStr) -> Opti
 }
 
 fn dlerror() -> String {
-    // SAFETY: dlerror returns NULL or a NUL-terminated thread-local string.
+    // SAFETY: no preconditions.
     let e = unsafe { libc::dlerror() };
-    if e.is_null() { String::new() } else { unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned() }
+    if e.is_null() {
+        return String::new();
+    }
+    // SAFETY: a non-null dlerror() is a NUL-terminated thread-local string.
+    unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned()
 }
 
 /// The errno of the call that just failed.
@@ -123,7 +129,11 @@ impl Verbs {
     fn name_of(&self, d: *mut v::ibv_device) -> String {
         // SAFETY: `d` is from the current device list.
         let n = unsafe { (self.get_device_name)(d) };
-        if n.is_null() { String::new() } else { unsafe { CStr::from_ptr(n) }.to_string_lossy().into_owned() }
+        if n.is_null() {
+            return String::new();
+        }
+        // SAFETY: a non-null name is NUL-terminated and lives as long as the device list.
+        unsafe { CStr::from_ptr(n) }.to_string_lossy().into_owned()
     }
 
     /// Opens device `name`; unknown names get the list of devices present.
@@ -220,13 +230,36 @@ impl Device<'_> {
         let result = if mr.is_null() {
             Err(errno())
         } else {
-            // SAFETY: a live MR from libibverbs, read then deregistered once.
+            // SAFETY: a live MR from libibverbs.
             let (lkey, rkey) = unsafe { ((*mr).lkey, (*mr).rkey) };
+            // SAFETY: the MR is deregistered once and not used after.
             unsafe { (self.verbs.dereg_mr)(mr) };
             Ok(Registered { lkey, rkey })
         };
         // SAFETY: `pd` is live and no MR uses it any more.
         unsafe { (self.verbs.dealloc_pd)(pd) };
         Ok(result)
+    }
+}
+
+/// `ibv_odp_caps` as `probe` and `doctor` print it in JSON.
+#[derive(Serialize)]
+pub struct OdpJson {
+    pub supported: bool,
+    pub implicit: bool,
+    pub general_caps: u64,
+    pub rc_odp_caps: u32,
+    pub uc_odp_caps: u32,
+    pub ud_odp_caps: u32,
+}
+
+pub fn odp_json(c: &v::ibv_odp_caps) -> OdpJson {
+    OdpJson {
+        supported: c.general_caps & v::IBV_ODP_SUPPORT != 0,
+        implicit: c.general_caps & v::IBV_ODP_SUPPORT_IMPLICIT != 0,
+        general_caps: c.general_caps,
+        rc_odp_caps: c.per_transport_caps.rc_odp_caps,
+        uc_odp_caps: c.per_transport_caps.uc_odp_caps,
+        ud_odp_caps: c.per_transport_caps.ud_odp_caps,
     }
 }

@@ -1,0 +1,23 @@
+//! `uname(2)`: which kernel this is, for `doctor`.
+//!
+//! # Safety
+//! One `uname` call filling a zeroed `utsname` on the stack; the kernel
+//! NUL-terminates every field it fills.
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+
+/// `uname` - the kernel release (`6.12.3-amd64`), or "" if the call fails.
+///
+/// # References
+/// - [uname(2)](https://man7.org/linux/man-pages/man2/uname.2.html)
+pub fn kernel_release() -> String {
+    // SAFETY: plain data filled by uname.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return String::new();
+    }
+    // SAFETY: uname NUL-terminates its fields.
+    unsafe { CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned()
+}
