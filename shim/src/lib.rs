@@ -62,9 +62,3 @@ pub use sys::Errno;
 pub use types::{Dev, Lookup, LookupChoice, Pin, Target, Vma};
 pub use verbs::register::{CheckError, RegisterError, check, register};
 
-/// The lookup types' former home, kept for existing users.
-#[doc(hidden)]
-pub mod vma {
-    pub use crate::lookup::{preferred_lookup, procmap_query_supported};
-    pub use crate::types::{Dev, Lookup, LookupChoice, Target, Vma};
-}
