@@ -52,6 +52,8 @@ mod capi;
 #[cfg(feature = "interpose")]
 mod guard;
 mod intercept;
+pub mod io_uring;
+pub mod v4l2;
 pub mod verbs;
 
 pub use capi::{DAXGUARD_ERROR, DAXGUARD_FSDAX, DAXGUARD_OK, DAXGUARD_UNVERIFIED, daxguard_check};
@@ -59,6 +61,5 @@ pub use error::Error;
 pub use judge::{Judgement, Options, classify, classify_with, judge, page_range};
 pub use report::{Evidence, FileInfo, FileKind, Finding, Kind, MountInfo, Piece, Prot, Report, Verdict, Via};
 pub use sys::Errno;
-pub use types::{Dev, Lookup, LookupChoice, Pin, Target, Vma};
+pub use types::{Buffer, Consumer, Dev, Lookup, LookupChoice, Pin, Target, Vma};
 pub use verbs::register::{CheckError, RegisterError, check, register};
-

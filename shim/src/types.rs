@@ -73,6 +73,13 @@ pub struct Pin {
     pub on_demand: bool,
 }
 
+/// One buffer a call pins: `[addr, addr + len)` as the caller gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffer {
+    pub addr: u64,
+    pub len: u64,
+}
+
 /// Whose address space to look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {

@@ -24,6 +24,7 @@ use crate::policy::{Action, Decision, Rule, decide};
 use crate::report::{FileInfo, Report, Verdict};
 use crate::settings::Mode;
 use crate::sys::{Errno, stderr_line};
+pub(crate) use crate::types::Buffer;
 use crate::types::{Consumer, Pin};
 
 static SAID_NO_PROC: AtomicBool = AtomicBool::new(false);
@@ -50,13 +51,6 @@ impl Drop for Inside {
     fn drop(&mut self) {
         INSIDE.with(|c| c.set(false));
     }
-}
-
-/// One buffer a call pins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Buffer {
-    pub addr: u64,
-    pub len: u64,
 }
 
 /// How an API answers: what a refusal returns, how a failure shows.

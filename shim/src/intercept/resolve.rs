@@ -17,24 +17,32 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// One resolved symbol, cached after the first hit.
 pub struct Real {
+    /// The library that defines it, for programs that loaded it `RTLD_LOCAL`.
+    library: &'static CStr,
     name: &'static CStr,
     version: &'static CStr,
     ptr: AtomicPtr<c_void>,
 }
 
 impl Real {
+    /// A libibverbs function at `version`.
     pub const fn new(name: &'static CStr, version: &'static CStr) -> Self {
-        Real { name, version, ptr: AtomicPtr::new(std::ptr::null_mut()) }
+        Real::in_library(c"libibverbs.so.1", name, version)
     }
 
-    /// The real function's address, or `None` if libibverbs has none loaded.
+    /// A function of `library` at `version`.
+    pub const fn in_library(library: &'static CStr, name: &'static CStr, version: &'static CStr) -> Self {
+        Real { library, name, version, ptr: AtomicPtr::new(std::ptr::null_mut()) }
+    }
+
+    /// The real function's address, or `None` if its library is not loaded.
     /// `ours` is our own definition, never accepted as the answer.
     pub fn get(&self, ours: *const c_void) -> Option<*mut c_void> {
         let p = self.ptr.load(Ordering::Acquire);
         if !p.is_null() {
             return Some(p);
         }
-        let p = lookup(self.name, self.version, ours)?;
+        let p = lookup(self.library, self.name, self.version, ours)?;
         self.ptr.store(p, Ordering::Release);
         Some(p)
     }
@@ -45,14 +53,14 @@ impl Real {
     }
 }
 
-fn lookup(name: &CStr, version: &CStr, ours: *const c_void) -> Option<*mut c_void> {
+fn lookup(library: &CStr, name: &CStr, version: &CStr, ours: *const c_void) -> Option<*mut c_void> {
     let ok = |p: *mut c_void| (!p.is_null() && p.cast_const() != ours).then_some(p);
     // SAFETY: valid handles and NUL-terminated names.
     unsafe {
         if let Some(p) = ok(libc::dlvsym(libc::RTLD_NEXT, name.as_ptr(), version.as_ptr())) {
             return Some(p);
         }
-        let h = libc::dlopen(c"libibverbs.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+        let h = libc::dlopen(library.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
         if h.is_null() {
             return None;
         }

@@ -41,6 +41,38 @@ pub(crate) fn secure_execution() -> bool {
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
+/// Copies `out.len()` bytes of our own memory at `addr` into `out`, as the
+/// kernel's `copy_from_user` would read them: an address the kernel could
+/// not read is an `EFAULT` here too, never a crash.
+pub(crate) fn read_own_memory(addr: u64, out: &mut [u8]) -> Result<(), Errno> {
+    let local = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: out.len() };
+    // SAFETY: `local` is our buffer, writable for its length; the kernel
+    // checks `remote` and fails with EFAULT rather than fault.
+    let n = unsafe { libc::process_vm_readv(pid(), &local, 1, &remote, 1, 0) };
+    match n {
+        n if n as usize == out.len() => Ok(()),
+        n if n < 0 => Err(Errno::last()),
+        _ => Err(Errno::EFAULT), // a partial read: the rest is unmapped
+    }
+}
+
+/// The device a descriptor stands for, if it is a character device.
+pub(crate) fn char_device_of(fd: i32) -> Option<crate::types::Dev> {
+    // SAFETY: plain data filled by fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid out-pointer; a bad fd is EBADF.
+    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    (ok && st.st_mode & libc::S_IFMT == libc::S_IFCHR)
+        .then(|| crate::types::Dev { major: libc::major(st.st_rdev), minor: libc::minor(st.st_rdev) })
+}
+
+/// `ioctl(fd, request, arg)`: 0 or -1 (errno set).
+pub(crate) fn ioctl(fd: i32, request: u32, arg: *mut libc::c_void) -> i32 {
+    // SAFETY: the caller gives an `arg` valid for `request`.
+    unsafe { libc::ioctl(fd, request as _, arg) }
+}
+
 /// One line on stderr with a single write; errors are ignored (stderr may be closed).
 #[cfg(feature = "interpose")]
 pub(crate) fn stderr_line(line: &str) {
