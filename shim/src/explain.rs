@@ -4,7 +4,7 @@
 //! Every line starts with `daxguard: ` and names the entry point and range, so
 //! it can be found in the log of a big job far from the failing call.
 
-use crate::fsdax::writable_file_mapping_allowed;
+use crate::fsdax::{is_shmem_or_hugetlb, writable_file_mapping_allowed};
 use crate::policy::Rule;
 use crate::report::{FileInfo, Kind, Piece, Report};
 use crate::sys::Errno;
@@ -125,6 +125,8 @@ pub fn failure_at(site: &Site<'_>, pin: Pin, errno: i32, report: Option<&Report>
     let hole = pieces.iter().find(|p| matches!(p.kind, Kind::Hole) || p.prot.is_some_and(|pr| !pr.read && !pr.write));
     let shared_file = pieces.iter().find(|p| !writable_file_mapping_allowed(pin.write, p));
     let other_file = pieces.iter().find_map(|p| p.kind.file_info().filter(|f| !is_shmem_or_hugetlb(f)));
+    // Only an io_uring EOPNOTSUPP with no fs-DAX piece gets here: the
+    // kernel's own pre-6.5 rule (fsdax::io_uring_file_allowed).
     let why = match (errno, fsdax, hole, shared_file) {
         (libc::EOPNOTSUPP | libc::EINVAL, ..) if pin.on_demand => {
             "the device does not support on-demand paging (IBV_ACCESS_ON_DEMAND); check `ibv_devinfo -v` odp_caps"
@@ -156,12 +158,6 @@ pub fn failure_at(site: &Site<'_>, pin: Pin, errno: i32, report: Option<&Report>
         _ => return head,
     };
     format!("{head}: {why}")
-}
-
-/// tmpfs (shmem) and hugetlbfs: the files io_uring accepted before 6.5.
-fn is_shmem_or_hugetlb(f: &FileInfo) -> bool {
-    f.evidence == crate::report::Evidence::SharedMemory
-        || f.mount.as_ref().is_some_and(|m| m.fstype == "tmpfs" || m.fstype == "hugetlbfs")
 }
 
 fn memlock_words(len: u64) -> String {

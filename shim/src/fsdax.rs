@@ -33,10 +33,10 @@
 use std::ffi::CStr;
 
 use crate::mountinfo::{DaxOption, MountTable};
-use crate::report::{Evidence, FileKind, Finding, Kind, Piece, Via};
+use crate::report::{Evidence, FileInfo, FileKind, Finding, Kind, Piece, Via};
 use crate::statx::{FileStat, statx};
 use crate::sysfs;
-use crate::types::{Dev, Target, Vma};
+use crate::types::{Consumer, Dev, Target, Vma};
 
 /// Filesystems that can map files with DAX (the rest never can).
 const DAX_CAPABLE_FS: &[&str] = &["ext2", "ext3", "ext4", "xfs", "erofs", "virtiofs", "fuse", "famfs"];
@@ -152,4 +152,44 @@ fn map_files_path(buf: &mut [u8], target: Target, start: u64, end: u64) -> Optio
 pub fn writable_file_mapping_allowed(pins_for_write: bool, piece: &Piece) -> bool {
     let shared_file = matches!(piece.kind, Kind::PlainFile(_)) && piece.prot.is_some_and(|p| p.shared);
     !(pins_for_write && shared_file)
+}
+
+/// A kernel release as `(major, minor)`.
+pub type KernelVersion = (u32, u32);
+
+/// io_uring before Linux 6.5 (`io_pin_pages()` in `io_uring/rsrc.c`) refused
+/// every fixed buffer backed by a file that is not shmem or hugetlbfs,
+/// device-DAX and private file mappings included:
+///
+/// ```c
+/// /* don't support file backed memory */
+/// if (vma->vm_file && !vma_is_shmem(vma) && !is_file_hugepages(vma->vm_file))
+///         ret = -EOPNOTSUPP;
+/// ```
+///
+/// 6.5 left file-backed memory to GUP's own rules. daxguard does not enforce
+/// this rule (it guards fs-DAX only); it explains it and `check --for
+/// io_uring` reports it.
+pub fn io_uring_file_allowed(piece: &Piece, kernel: KernelVersion) -> bool {
+    if kernel >= (6, 5) {
+        return true;
+    }
+    match &piece.kind {
+        Kind::FsDax(f) | Kind::DeviceDax(f) | Kind::PlainFile(f) | Kind::Unverified(f) => is_shmem_or_hugetlb(f),
+        Kind::Special { label } => !(label.starts_with('/') || label.starts_with("anon_inode:")),
+        Kind::Anonymous { .. } | Kind::Hole => true,
+    }
+}
+
+/// tmpfs (shmem, memfd, SysV shm) and hugetlbfs files.
+pub fn is_shmem_or_hugetlb(f: &FileInfo) -> bool {
+    f.evidence == Evidence::SharedMemory
+        || f.mount.as_ref().is_some_and(|m| m.fstype == "tmpfs" || m.fstype == "hugetlbfs")
+}
+
+/// Whether Linux `kernel` refuses `consumer`'s long-term pin of `piece`
+/// with `EOPNOTSUPP`: fs-DAX for every consumer (the rule daxguard
+/// enforces), and io_uring's own pre-6.5 refusal of file-backed memory.
+pub fn refuses(consumer: Consumer, piece: &Piece, kernel: KernelVersion) -> bool {
+    matches!(piece.kind, Kind::FsDax(_)) || (consumer == Consumer::IoUring && !io_uring_file_allowed(piece, kernel))
 }

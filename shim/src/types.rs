@@ -61,6 +61,11 @@ impl Consumer {
 
     /// Every consumer, in the order the docs list them.
     pub const ALL: [Consumer; 3] = [Consumer::Rdma, Consumer::V4l2, Consumer::IoUring];
+
+    /// The consumer of a [`Consumer::name`].
+    pub fn parse(name: &str) -> Option<Consumer> {
+        Consumer::ALL.into_iter().find(|c| c.name() == name)
+    }
 }
 
 /// What a consumer's pin asks of the kernel, as far as the rules care:

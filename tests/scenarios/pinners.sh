@@ -169,5 +169,40 @@ env "LD_PRELOAD=$SHIM" DAXGUARD_MODE=odp uring "${mem[@]}" buffers tags >"$W/out
 assert_eq "EOPNOTSUPP|EOPNOTSUPP|" "$(sed -n 's/^register [a-z-]*: //p' "$W/out" | tr '\n' '|')" "odp mode: io_uring still refused"
 assert_eq 1 "$(grep -c 'DAXGUARD_MODE=odp does not apply to io_uring pins' "$W/err")" "odp mode: said once"
 
+section "daxguard check --for and scan --for: each consumer's answer"
+make_file "$PMEM_MNT/pin.check" 1
+out=$(daxguard check --for v4l2 "$PMEM_MNT/pin.check") && fail "check --for v4l2 fs-DAX exited 0"
+assert_contains "$out" "VIDIOC_QBUF of a USERPTR buffer fails with EOPNOTSUPP" "check --for v4l2: the consumer's call"
+assert_contains "$out" "use MMAP or DMABUF buffers" "check --for v4l2: the consumer's remedy"
+expect_status 1 daxguard check --for io_uring "$PMEM_MNT/pin.check"
+assert_eq '"io_uring"' "$(daxguard check --json --for io_uring "$PMEM_MNT/pin.check" | tr -d ' \n' | grep -o '"consumer":"[a-z_]*"' | cut -d: -f2)" \
+	"check --json names the consumer"
+if ((new_gup)); then
+	expect_status 0 daxguard check --for io_uring "$DEVDAX"
+else
+	out=$(daxguard check --for io_uring "$DEVDAX") && fail "check --for io_uring device-DAX before 6.5 exited 0"
+	assert_contains "$out" "io_uring before Linux 6.5 takes only anonymous, tmpfs and hugetlbfs memory" \
+		"check --for io_uring before 6.5: the kernel's own rule"
+	expect_status 0 daxguard check --for rdma "$DEVDAX"
+fi
+make_file "$EXT4_MNT/pin.scan" 1
+sleep 60 | regmatrix --device "$RDMA_DEV" --hold e=file:$EXT4_MNT/pin.scan:1M a=anon:1M >"$W/hold" 2>&1 &
+for _ in $(seq 100); do grep -q READY "$W/hold" && break; sleep 0.1; done
+holder=$(sed -n 's/^READY pid=\([0-9]*\).*/\1/p' "$W/hold")
+[[ -n $holder ]] || fail "regmatrix --hold did not start: $(cat "$W/hold")"
+scan=$(daxguard scan --json --pid "$holder" | tr -d ' \n' || true)
+assert_contains "$scan" '"consumer":null' "scan without --for"
+ext4_vma=$(daxguard scan --json --pid "$holder" | tr -d ' \n' | grep -o "$EXT4_MNT/pin.scan\"[^]]*\"refused_by\":\[[^]]*\]" || true)
+if ((new_gup)); then
+	assert_contains "$ext4_vma" '"refused_by":[]' "scan 6.5+: an ext4 mapping is refused by no consumer's EOPNOTSUPP"
+	assert_not_contains "$(daxguard scan --pid "$holder" --for io_uring || true)" "REFUSED (io_uring" "scan --for io_uring: nothing marked"
+else
+	assert_contains "$ext4_vma" '"refused_by":["io_uring"]' "scan before 6.5: an ext4 mapping is refused to io_uring"
+	assert_contains "$(daxguard scan --pid "$holder" --for io_uring | grep "$EXT4_MNT/pin.scan" || true)" \
+		"REFUSED (io_uring before 6.5: file-backed)" "scan --for io_uring marks it"
+fi
+assert_not_contains "$(daxguard scan --pid "$holder" | grep "$EXT4_MNT/pin.scan" || true)" "REFUSED" "scan without --for marks fs-DAX only"
+kill "$holder" 2>/dev/null || true
+
 assert_kernel_clean
 scenario_done

@@ -4,14 +4,14 @@ use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use daxguard::{Options, Report, Verdict, classify_with};
+use daxguard::{Consumer, Options, Report, Verdict, classify_with};
 use serde::Serialize;
 
 use crate::cli::CheckArgs;
 use crate::output::{Done, EXIT_OK, EXIT_REFUSED, EXIT_UNJUDGED, SCHEMA, Style, hex, json};
 use crate::process::{classify_pid, comm};
 use crate::region::{self, Source};
-use crate::report::{self, ReportJson};
+use crate::report::{self, Answer, ReportJson};
 use crate::units::{human_size, parse_addr, parse_len};
 
 #[derive(Serialize)]
@@ -19,6 +19,8 @@ struct CheckJson {
     schema: u32,
     command: &'static str,
     target: TargetJson,
+    /// The long-term pinner answered for (`--for`).
+    consumer: &'static str,
     registrable: bool,
     exit_code: u8,
     message: String,
@@ -43,16 +45,24 @@ struct TargetJson {
     len: u64,
 }
 
+/// How the answer is printed, and for whom.
+#[derive(Clone, Copy)]
+struct Out {
+    json_out: bool,
+    style: Style,
+    consumer: Consumer,
+}
+
 pub fn run(args: &CheckArgs, json_out: bool) -> anyhow::Result<Done> {
-    let style = Style::detect(json_out);
+    let out = Out { json_out, style: Style::detect(json_out), consumer: args.consumer };
     match args.pid {
-        Some(pid) => check_pid(pid, &args.args, json_out, style),
-        None => check_path(args, json_out, style),
+        Some(pid) => check_pid(pid, &args.args, out),
+        None => check_path(args, out),
     }
 }
 
 /// `check --pid PID ADDR LEN`: a range inside another process.
-fn check_pid(pid: i32, args: &[String], json_out: bool, style: Style) -> anyhow::Result<Done> {
+fn check_pid(pid: i32, args: &[String], out: Out) -> anyhow::Result<Done> {
     let [addr, len] = args else {
         bail!("with --pid, give ADDR and LEN (e.g. daxguard check --pid {pid} 0x7f0000000000 2M)");
     };
@@ -62,11 +72,11 @@ fn check_pid(pid: i32, args: &[String], json_out: bool, style: Style) -> anyhow:
     let target =
         TargetJson { path: None, source: None, offset: None, align: None, pid: Some(pid), addr: hex(addr), len };
     let title = format!("process {pid}{}, {} at {}", comm(pid), human_size(len), hex(addr));
-    finish(&report, target, &title, json_out, style)
+    finish(&report, target, &title, out)
 }
 
 /// `check [--offset N] [--len N] PATH`: PATH mapped here, read-only and shared.
-fn check_path(args: &CheckArgs, json_out: bool, style: Style) -> anyhow::Result<Done> {
+fn check_path(args: &CheckArgs, out: Out) -> anyhow::Result<Done> {
     let [path] = args.args.as_slice() else {
         bail!("check takes one PATH (for ADDR LEN inside a process, add --pid PID)");
     };
@@ -90,47 +100,49 @@ fn check_path(args: &CheckArgs, json_out: bool, style: Style) -> anyhow::Result<
         human_size(region.len),
         hex(region.start)
     );
-    let done = finish(&report, target, &title, json_out, style);
+    let done = finish(&report, target, &title, out);
     drop(region); // unmapped only after the report is complete
     done
 }
 
-/// Exit status for a report: the documented 0/1/2.
-pub fn exit_code(r: &Report) -> u8 {
-    match r.verdict() {
-        Verdict::FsDax { .. } => EXIT_REFUSED,
-        Verdict::Unverified { .. } => EXIT_UNJUDGED,
-        Verdict::Allow if report::unmapped_bytes(r) > 0 => EXIT_UNJUDGED,
-        Verdict::Allow => EXIT_OK,
+/// Exit status for an answer: the documented 0/1/2.
+pub fn exit_code(a: Answer, unmapped: bool) -> u8 {
+    match a {
+        Answer::Daxguard(Verdict::FsDax { .. }) | Answer::IoUringFileBacked => EXIT_REFUSED,
+        Answer::Daxguard(Verdict::Unverified { .. }) => EXIT_UNJUDGED,
+        Answer::Daxguard(Verdict::Allow) if unmapped => EXIT_UNJUDGED,
+        Answer::Daxguard(Verdict::Allow) => EXIT_OK,
     }
 }
 
-fn finish(r: &Report, target: TargetJson, title: &str, json_out: bool, style: Style) -> anyhow::Result<Done> {
-    let v = r.verdict();
+fn finish(r: &Report, target: TargetJson, title: &str, out_as: Out) -> anyhow::Result<Done> {
+    let Out { json_out, style, consumer } = out_as;
+    let v = report::answer(r, consumer);
     let unmapped = report::unmapped_bytes(r) > 0;
-    let code = exit_code(r);
+    let code = exit_code(v, unmapped);
     let plain = Style::plain();
     if json_out {
         let j = CheckJson {
             schema: SCHEMA,
             command: "check",
             target,
+            consumer: consumer.name(),
             registrable: code == EXIT_OK,
             exit_code: code,
-            message: report::verdict_line(v, unmapped, plain),
-            hint: report::hint(v, unmapped),
+            message: report::verdict_line(v, unmapped, consumer, plain),
+            hint: report::hint(v, unmapped, consumer),
             report: report::report_json(r),
         };
         return Ok(Done::new(json(&j)?, code));
     }
     let mut out = String::new();
-    let _ = writeln!(out, "{}", report::verdict_line(v, unmapped, style));
+    let _ = writeln!(out, "{}", report::verdict_line(v, unmapped, consumer, style));
     let _ = writeln!(out, "  {title}");
     let _ = writeln!(out, "  lookup: {}", r.lookup.name());
     for p in &r.pieces {
         report::piece_lines(p, &report::piece_json(p), style, &mut out);
     }
-    if let Some(h) = report::hint(v, unmapped) {
+    if let Some(h) = report::hint(v, unmapped, consumer) {
         let _ = writeln!(out, "hint: {h}");
     }
     Ok(Done::new(out, code))

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use daxguard::Consumer;
 use daxguard::policy::Mode;
 
 use crate::access::parse_access;
@@ -79,6 +80,10 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N", value_parser = parse_len, conflicts_with = "pid")]
     pub len: Option<u64>,
 
+    /// Answer for this long-term pinner: rdma (ibv_reg_mr), v4l2 (USERPTR buffers), io_uring (fixed buffers)
+    #[arg(long = "for", value_name = "CONSUMER", value_parser = consumer_parser(), default_value = "rdma")]
+    pub consumer: Consumer,
+
     /// PATH, or with --pid: ADDR (0x hex or decimal) and LEN (4096, 4K, 2M, 1G)
     #[arg(value_name = "PATH | ADDR LEN", num_args = 1..=2, required = true)]
     pub args: Vec<String>,
@@ -108,6 +113,10 @@ pub struct ScanArgs {
     /// Show only DAX mappings (fs-DAX, device-DAX, and those that may be fs-DAX)
     #[arg(long)]
     pub only_dax: bool,
+
+    /// Mark the mappings this long-term pinner would be refused (rdma, v4l2, io_uring)
+    #[arg(long = "for", value_name = "CONSUMER", value_parser = consumer_parser())]
+    pub consumer: Option<Consumer>,
 }
 
 /// `--mode`: the library's [`Mode`]s under the library's names; only the
@@ -125,6 +134,12 @@ fn mode_help(m: Mode) -> &'static str {
         Mode::Off => "Forward with no lookups at all",
         Mode::Odp => "Re-register fs-DAX ranges with IBV_ACCESS_ON_DEMAND where the device can, else refuse",
     }
+}
+
+/// `--for`: the library's [`Consumer`]s under the library's names.
+fn consumer_parser() -> impl TypedValueParser<Value = Consumer> {
+    let values = Consumer::ALL.map(|c| PossibleValue::new(c.name()));
+    PossibleValuesParser::new(values).map(|name| Consumer::parse(&name).expect("a name from Consumer::ALL"))
 }
 
 /// What the shim does when it cannot tell (`DAXGUARD_UNKNOWN`).

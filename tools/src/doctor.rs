@@ -148,19 +148,13 @@ fn check_fsdax_rule(facts: &mut Facts) -> Check {
     let release = &facts.kernel_release;
     // get_user_pages_longterm() (4.15) made long-term pins of fs-DAX fail;
     // later kernels keep the rule as FOLL_LONGTERM + vma_is_fsdax().
-    facts.kernel_enforces_fsdax_rule = version(release).map(|v| v >= (4, 15));
+    facts.kernel_enforces_fsdax_rule = crate::uname::version(release).map(|v| v >= (4, 15));
     match facts.kernel_enforces_fsdax_rule {
         Some(true) => ok("fsdax_rule", "the kernel refuses long-term pins of fs-DAX (EOPNOTSUPP, 4.15+)"),
         Some(false) => warn("fsdax_rule", "this kernel (before 4.15) lets RDMA pin fs-DAX memory")
             .hint("daxguard's refusal is the only protection here: run RDMA programs with `daxguard run`"),
         None => warn("fsdax_rule", format!("cannot parse kernel release '{release}'")),
     }
-}
-
-/// `6.12.3-amd64` -> (6, 12).
-fn version(release: &str) -> Option<(u32, u32)> {
-    let mut it = release.split(|c: char| !c.is_ascii_digit());
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 fn check_procmap_query(facts: &mut Facts) -> Check {

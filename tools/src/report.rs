@@ -2,7 +2,7 @@
 //! (the library types do not derive serde) and the evidence lines for people.
 //! Nothing here decides anything: kinds, verdicts and their names are the library's.
 
-use daxguard::{FileInfo, Kind, Piece, Report, Verdict, Via};
+use daxguard::{Consumer, FileInfo, Kind, Piece, Report, Verdict, Via};
 use serde::Serialize;
 
 use crate::output::{Style, hex};
@@ -31,6 +31,9 @@ pub struct PieceJson {
     /// The name the kernel shows for non-file pieces (`[heap]`, `[vdso]`...).
     pub label: Option<String>,
     pub file: Option<FileJson>,
+    /// The long-term pinners (`rdma`, `v4l2`, `io_uring`) whose pin of this
+    /// piece the running kernel refuses with EOPNOTSUPP.
+    pub refused_by: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -99,6 +102,7 @@ pub fn piece_json(p: &Piece) -> PieceJson {
         }),
         label,
         file: p.kind.file_info().map(|f| file_json(f, &p.kind)),
+        refused_by: refused_by(p),
     }
 }
 
@@ -178,36 +182,86 @@ pub fn piece_lines(p: &Piece, pj: &PieceJson, style: Style, out: &mut String) {
     let _ = writeln!(out, "      device-DAX: {}", if f.device_dax { "yes" } else { "no" });
 }
 
+/// The conclusion `check` prints: daxguard's verdict, or the kernel's own
+/// refusal of file-backed io_uring buffers before 6.5, which daxguard
+/// leaves to the kernel ([`daxguard::fsdax::io_uring_file_allowed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Daxguard(Verdict),
+    IoUringFileBacked,
+}
+
+/// The answer for `consumer` on this kernel.
+pub fn answer(r: &Report, consumer: Consumer) -> Answer {
+    let v = r.verdict();
+    let kernel = crate::uname::kernel_version().unwrap_or((0, 0));
+    let file_backed = |p: &Piece| !daxguard::fsdax::io_uring_file_allowed(p, kernel);
+    if v == Verdict::Allow && consumer == Consumer::IoUring && r.pieces.iter().any(file_backed) {
+        return Answer::IoUringFileBacked;
+    }
+    Answer::Daxguard(v)
+}
+
+/// The consumer's pinning call, as a verdict line names it.
+fn call_words(consumer: Consumer) -> &'static str {
+    match consumer {
+        Consumer::Rdma => "ibv_reg_mr",
+        Consumer::V4l2 => "VIDIOC_QBUF of a USERPTR buffer",
+        Consumer::IoUring => "IORING_REGISTER_BUFFERS",
+    }
+}
+
 /// What to do about a refusal or an unverifiable piece.
-pub fn hint(v: Verdict, unmapped: bool) -> Option<&'static str> {
-    match v {
-        Verdict::FsDax { .. } => Some(
+pub fn hint(a: Answer, unmapped: bool, consumer: Consumer) -> Option<&'static str> {
+    match a {
+        Answer::Daxguard(Verdict::FsDax { .. }) if consumer == Consumer::Rdma => Some(
             "register device-DAX (/dev/daxX.Y) or anonymous memory instead, \
              or use IBV_ACCESS_ON_DEMAND (ODP) if the device supports it",
         ),
-        Verdict::Unverified { .. } => Some(
+        Answer::Daxguard(Verdict::FsDax { .. }) => Some(daxguard::explain::remedy(consumer)),
+        Answer::Daxguard(Verdict::Unverified { .. }) => Some(
             "daxguard could not read the file's DAX flag: run as the process's owner or root \
              (the shim refuses such memory unless DAXGUARD_UNKNOWN=allow)",
         ),
-        Verdict::Allow if unmapped => Some("part of the range is not mapped: ibv_reg_mr would fail with EFAULT"),
-        Verdict::Allow => None,
+        Answer::IoUringFileBacked => Some("register anonymous, tmpfs or hugetlbfs memory (or run Linux 6.5+)"),
+        Answer::Daxguard(Verdict::Allow) if unmapped && consumer == Consumer::Rdma => {
+            Some("part of the range is not mapped: ibv_reg_mr would fail with EFAULT")
+        }
+        Answer::Daxguard(Verdict::Allow) if unmapped => {
+            Some("part of the range is not mapped: the pin would fail with EFAULT")
+        }
+        Answer::Daxguard(Verdict::Allow) => None,
     }
 }
 
 /// The verdict line.
-pub fn verdict_line(v: Verdict, unmapped: bool, style: Style) -> String {
-    match v {
-        Verdict::FsDax { .. } => format!(
-            "{}: fs-DAX memory; ibv_reg_mr fails with EOPNOTSUPP (Linux refuses long-term pins of fs-DAX)",
-            style.red("REFUSED")
+pub fn verdict_line(a: Answer, unmapped: bool, consumer: Consumer, style: Style) -> String {
+    match a {
+        Answer::Daxguard(Verdict::FsDax { .. }) => format!(
+            "{}: fs-DAX memory; {} fails with EOPNOTSUPP (Linux refuses long-term pins of fs-DAX)",
+            style.red("REFUSED"),
+            call_words(consumer)
         ),
-        Verdict::Unverified { .. } => format!(
+        Answer::Daxguard(Verdict::Unverified { .. }) => format!(
             "{}: may be fs-DAX and could not be verified; daxguard refuses it unless DAXGUARD_UNKNOWN=allow",
             style.yellow("UNVERIFIED")
         ),
-        Verdict::Allow if unmapped => format!("{}: part of the range is not mapped", style.yellow("UNMAPPED")),
-        Verdict::Allow => format!("{}: no fs-DAX memory in this range", style.green("registrable")),
+        Answer::IoUringFileBacked => format!(
+            "{}: file-backed memory; io_uring before Linux 6.5 takes only anonymous, tmpfs and hugetlbfs memory as fixed \
+             buffers (IORING_REGISTER_BUFFERS fails with EOPNOTSUPP; daxguard leaves this rule to the kernel)",
+            style.red("REFUSED")
+        ),
+        Answer::Daxguard(Verdict::Allow) if unmapped => {
+            format!("{}: part of the range is not mapped", style.yellow("UNMAPPED"))
+        }
+        Answer::Daxguard(Verdict::Allow) => format!("{}: no fs-DAX memory in this range", style.green("registrable")),
     }
+}
+
+/// The consumers whose long-term pin of this piece the running kernel refuses.
+pub fn refused_by(p: &Piece) -> Vec<&'static str> {
+    let kernel = crate::uname::kernel_version().unwrap_or((0, 0));
+    Consumer::ALL.into_iter().filter(|c| daxguard::fsdax::refuses(*c, p, kernel)).map(Consumer::name).collect()
 }
 
 #[cfg(test)]
@@ -239,7 +293,7 @@ mod tests {
         let r = fsdax_report();
         let v = r.verdict();
         assert!(
-            verdict_line(v, false, Style::plain())
+            verdict_line(Answer::Daxguard(v), false, Consumer::Rdma, Style::plain())
                 .starts_with("REFUSED: fs-DAX memory; ibv_reg_mr fails with EOPNOTSUPP")
         );
         let mut out = String::new();
@@ -252,7 +306,8 @@ mod tests {
         assert_eq!(lines[3], "filesystem: ext4 on /dev/pmem0 mounted at /mnt/pmem (rw,dax=always)");
         assert!(lines[4].starts_with("block device DAX-capable: "));
         assert_eq!(lines[5], "device-DAX: no");
-        assert!(hint(v, false).unwrap().contains("IBV_ACCESS_ON_DEMAND"));
+        assert!(hint(Answer::Daxguard(v), false, Consumer::Rdma).unwrap().contains("IBV_ACCESS_ON_DEMAND"));
+        assert!(hint(Answer::Daxguard(v), false, Consumer::V4l2).unwrap().contains("USERPTR buffers in anonymous"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use anyhow::Context;
-use daxguard::{Kind, Options, Piece, Report, classify_with};
+use daxguard::{Consumer, Kind, Options, Piece, Report, classify_with};
 use serde::Serialize;
 
 use crate::cli::ScanArgs;
@@ -19,6 +19,8 @@ struct ScanJson {
     pid: i32,
     lookup: &'static str,
     only_dax: bool,
+    /// `--for`, if given.
+    consumer: Option<&'static str>,
     vmas: Vec<PieceJson>,
     summary: Summary,
     exit_code: u8,
@@ -55,6 +57,7 @@ pub fn run(args: &ScanArgs, json_out: bool) -> anyhow::Result<Done> {
             pid,
             lookup: report.lookup.name(),
             only_dax: args.only_dax,
+            consumer: args.consumer.map(Consumer::name),
             vmas: shown.iter().map(|p| report::piece_json(p)).collect(),
             summary: sum,
             exit_code: code,
@@ -64,7 +67,7 @@ pub fn run(args: &ScanArgs, json_out: bool) -> anyhow::Result<Done> {
     let style = Style::detect(json_out);
     let mut out = format!("process {pid}{}: lookup {}\n", comm(pid), report.lookup.name());
     for p in &shown {
-        let _ = writeln!(out, "{}", vma_line(p, style));
+        let _ = writeln!(out, "{}", vma_line(p, args.consumer, style));
     }
     let _ = writeln!(out, "{}", sum.line());
     Ok(Done::new(out, code))
@@ -115,11 +118,14 @@ impl Summary {
 }
 
 /// One VMA as a maps-like line: range, protection, size, kind, verdict, name.
-fn vma_line(p: &Piece, style: Style) -> String {
+/// With `--for`, what that consumer would be refused is marked too.
+fn vma_line(p: &Piece, consumer: Option<Consumer>, style: Style) -> String {
     let pj = report::piece_json(p);
+    let refused = consumer.is_some_and(|c| pj.refused_by.contains(&c.name()));
     let verdict = match p.kind {
         Kind::FsDax(_) => style.red("REFUSED (fs-DAX)"),
         Kind::Unverified(_) => style.yellow("UNVERIFIED"),
+        _ if refused => style.red("REFUSED (io_uring before 6.5: file-backed)"),
         _ => style.green("ok"),
     };
     let name = pj.file.as_ref().map(|f| f.path.clone()).or(pj.label.clone()).unwrap_or_default();

@@ -21,3 +21,15 @@ pub fn kernel_release() -> String {
     // SAFETY: uname NUL-terminates its fields.
     unsafe { CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned()
 }
+
+/// The running kernel as `(major, minor)`, asked once.
+pub fn kernel_version() -> Option<(u32, u32)> {
+    static VERSION: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(|| version(&kernel_release()))
+}
+
+/// `6.12.3-amd64` -> (6, 12).
+pub fn version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
