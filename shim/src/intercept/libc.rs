@@ -67,6 +67,18 @@ pub(crate) fn decoded<T>(decode: impl FnOnce() -> Option<T>) -> Option<T> {
 /// As `ioctl(2)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
+    // The fast path: a load, a test, two compares and a tail call.
+    let f = REAL_IOCTL.load(Ordering::Relaxed);
+    #[allow(clippy::unnecessary_cast)] // c_ulong is u32 on 32-bit targets
+    if !f.is_null() && !v4l2::pins(request as u64) {
+        // SAFETY: looked up as libc's ioctl; the arguments are the caller's.
+        return unsafe { std::mem::transmute::<*mut c_void, IoctlFn>(f)(fd, request, arg) };
+    }
+    ioctl_judged(fd, request, arg)
+}
+
+#[inline(never)]
+fn ioctl_judged(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
     let f = real(&REAL_IOCTL, c"ioctl");
     if f.is_null() {
         Errno::ENOSYS.set();
@@ -96,6 +108,17 @@ pub unsafe extern "C" fn syscall(
     a5: c_long,
     a6: c_long,
 ) -> c_long {
+    // The fast path: a load, a test, two compares and a tail call.
+    let f = REAL_SYSCALL.load(Ordering::Relaxed);
+    if !f.is_null() && n != libc::SYS_ioctl && n != libc::SYS_io_uring_register {
+        // SAFETY: looked up as libc's syscall; the arguments are the caller's.
+        return unsafe { std::mem::transmute::<*mut c_void, SyscallFn>(f)(n, a1, a2, a3, a4, a5, a6) };
+    }
+    syscall_judged([n, a1, a2, a3, a4, a5, a6])
+}
+
+#[inline(never)]
+fn syscall_judged([n, a1, a2, a3, a4, a5, a6]: [c_long; 7]) -> c_long {
     let f = real(&REAL_SYSCALL, c"syscall");
     if f.is_null() {
         Errno::ENOSYS.set();
