@@ -161,19 +161,14 @@ pub fn failure_at(site: &Site<'_>, pin: Pin, errno: i32, report: Option<&Report>
 }
 
 fn memlock_words(len: u64) -> String {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit fills a local struct.
-    #[allow(unsafe_code)]
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rl) } == 0;
     let lim = |v: libc::rlim_t| if v == libc::RLIM_INFINITY { "unlimited".to_string() } else { v.to_string() };
-    if ok {
-        format!(
+    match crate::sys::rlimit(libc::RLIMIT_MEMLOCK) {
+        Some((soft, hard)) => format!(
             "out of locked memory: asked for {len} bytes with RLIMIT_MEMLOCK {} (hard {}); raise it (ulimit -l) or register less",
-            lim(rl.rlim_cur),
-            lim(rl.rlim_max)
-        )
-    } else {
-        format!("out of memory registering {len} bytes; check RLIMIT_MEMLOCK (ulimit -l)")
+            lim(soft),
+            lim(hard)
+        ),
+        None => format!("out of memory registering {len} bytes; check RLIMIT_MEMLOCK (ulimit -l)"),
     }
 }
 

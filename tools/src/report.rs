@@ -147,8 +147,15 @@ pub fn piece_lines(p: &Piece, pj: &PieceJson, style: Style, out: &mut String) {
     let prot = pj.prot.as_deref().unwrap_or("    ");
     let line = format!("  {}-{} {prot} {:>9}  {kind}  {what}", pj.start, pj.end, human_size(pj.len));
     let _ = writeln!(out, "{}", line.trim_end());
-    let (Some(info), Some(f)) = (p.kind.file_info(), &pj.file) else { return };
-    let fsdax = match &p.kind {
+    if let (Some(info), Some(f)) = (p.kind.file_info(), &pj.file) {
+        file_lines(&p.kind, info, f, style, out);
+    }
+}
+
+/// The evidence lines under a file-backed piece.
+fn file_lines(kind: &Kind, info: &FileInfo, f: &FileJson, style: Style, out: &mut String) {
+    use std::fmt::Write;
+    let fsdax = match kind {
         Kind::FsDax(_) => style.red("yes"),
         Kind::Unverified(_) => style.yellow("unknown"),
         _ => "no".to_string(),

@@ -62,7 +62,7 @@ fn dlerror() -> String {
 
 /// The errno of the call that just failed.
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    daxguard::Errno::last().raw()
 }
 
 impl Verbs {

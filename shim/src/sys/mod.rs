@@ -57,6 +57,13 @@ pub(crate) fn read_own_memory(addr: u64, out: &mut [u8]) -> Result<(), Errno> {
     }
 }
 
+/// `getrlimit(resource)`: (soft, hard), or `None` if it fails.
+pub(crate) fn rlimit(resource: libc::__rlimit_resource_t) -> Option<(libc::rlim_t, libc::rlim_t)> {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills a local struct.
+    (unsafe { libc::getrlimit(resource, &mut rl) } == 0).then_some((rl.rlim_cur, rl.rlim_max))
+}
+
 /// The device a descriptor stands for, if it is a character device.
 pub(crate) fn char_device_of(fd: i32) -> Option<crate::types::Dev> {
     // SAFETY: plain data filled by fstat.

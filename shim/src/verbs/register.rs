@@ -117,5 +117,5 @@ pub unsafe fn register(pd: *mut c_void, addr: *mut u8, len: usize, access: u32) 
             access,
         )
     };
-    if mr.is_null() { Err(RegisterError::RegisterMemoryRegion(std::io::Error::last_os_error())) } else { Ok(mr) }
+    if mr.is_null() { Err(RegisterError::RegisterMemoryRegion(crate::sys::Errno::last().into())) } else { Ok(mr) }
 }
