@@ -281,6 +281,17 @@ fn say(call: &Call, index: usize, rule: Rule, culprit: Option<&FileInfo>, mode: 
     }
 }
 
+/// Said once when a V4L2 or io_uring call's arguments cannot be read.
+pub(crate) fn say_cannot_read(errno: Errno) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    let quiet = catch_unwind(setup).map_or(true, |s| s.settings.quiet || s.settings.mode == Mode::Audit);
+    say_once(&SAID, quiet, || {
+        format!(
+            "daxguard: cannot read the arguments of V4L2 and io_uring calls (process_vm_readv: {errno}); forwarding them unchecked, the kernel remains the backstop"
+        )
+    });
+}
+
 /// Every buffer's pieces, as one report for explaining a failure.
 fn report_of_all(call: &Call, lookup: crate::types::LookupChoice) -> Option<Report> {
     let mut all: Option<Report> = None;

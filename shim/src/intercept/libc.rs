@@ -53,10 +53,17 @@ fn real(slot: &AtomicPtr<c_void>, name: &std::ffi::CStr) -> *mut c_void {
 }
 
 /// Runs a decoder as the guard runs its judging: its system calls' errno
-/// is not the caller's business, and a panic in it forwards the call.
+/// is not the caller's business, and a panic in it forwards the call. When
+/// the arguments could not be read at all (seccomp refusing
+/// `process_vm_readv`), the call is forwarded unchecked, as the policy says
+/// for memory that cannot be inspected, and that is said once.
 pub(crate) fn decoded<T>(decode: impl FnOnce() -> Option<T>) -> Option<T> {
     let saved = Errno::last();
     let found = catch_unwind(AssertUnwindSafe(decode)).ok().flatten();
+    let refused = crate::sys::OWN_MEMORY_UNREADABLE.load(Ordering::Relaxed);
+    if found.is_none() && refused != 0 {
+        crate::guard::say_cannot_read(Errno::from_raw(refused));
+    }
     saved.set();
     found
 }

@@ -52,10 +52,20 @@ pub(crate) fn read_own_memory(addr: u64, out: &mut [u8]) -> Result<(), Errno> {
     let n = unsafe { libc::process_vm_readv(pid(), &local, 1, &remote, 1, 0) };
     match n {
         n if n as usize == out.len() => Ok(()),
-        n if n < 0 => Err(Errno::last()),
+        n if n < 0 => {
+            let e = Errno::last();
+            if e != Errno::EFAULT {
+                OWN_MEMORY_UNREADABLE.store(e.raw(), std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e)
+        }
         _ => Err(Errno::EFAULT), // a partial read: the rest is unmapped
     }
 }
+
+/// The errno with which `process_vm_readv` of our own memory was refused
+/// for a reason other than a bad address (seccomp: `EPERM`, `ENOSYS`); 0 if never.
+pub(crate) static OWN_MEMORY_UNREADABLE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 /// `getrlimit(resource)`: (soft, hard), or `None` if it fails.
 pub(crate) fn rlimit(resource: libc::__rlimit_resource_t) -> Option<(libc::rlim_t, libc::rlim_t)> {
