@@ -25,6 +25,7 @@
 #![deny(unsafe_code)]
 
 // The shared types and the system layer: they import nothing above them.
+mod abi;
 mod error;
 mod sys;
 mod types;

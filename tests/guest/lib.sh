@@ -72,6 +72,30 @@ expect_status() { # status command...
 	ok "'$*' exited $want"
 }
 
+# Whether the guest's kernel is at least MAJOR.MINOR (KERNEL_VERSION is uname -r).
+kernel_at_least() { # major minor
+	local v=${KERNEL_VERSION%%-*} major minor
+	major=${v%%.*} minor=${v#*.}
+	minor=${minor%%.*}
+	((major > $1 || (major == $1 && minor >= $2)))
+}
+
+# The memory the V4L2 and io_uring test programs (v4l2cap, uring) map, by
+# kind: the flags both take for it.
+pinner_mem() { # anon|tmpfs|devdax|fsdax|fsdax-private|fsdax-written|ext4|ext4-private
+	case $1 in
+	anon) echo "--anon" ;;
+	tmpfs) echo "--file /tmp/pin.tmpfs" ;;
+	devdax) echo "--devdax $DEVDAX" ;;
+	fsdax) echo "--file $PMEM_MNT/pin.shared" ;;
+	fsdax-private) echo "--file $PMEM_MNT/pin.private --private" ;;
+	fsdax-written) echo "--file $PMEM_MNT/pin.written --private --touch" ;;
+	ext4) echo "--file $EXT4_MNT/pin.shared" ;;
+	ext4-private) echo "--file $EXT4_MNT/pin.private --private" ;;
+	*) fail "pinner_mem: no memory kind $1" ;;
+	esac
+}
+
 require_file() { # path [why]
 	[[ -e $1 ]] || fail "$1 missing${2:+ ($2)}"
 }

@@ -71,9 +71,7 @@ check_verdict /dev/dax1.0 0
 
 section "lookup path on $KERNEL_VERSION"
 json=$(daxguard check --json /mnt/pmem/shared)
-major=${KERNEL_VERSION%%.*} minor=${KERNEL_VERSION#*.}
-minor=${minor%%.*}
-if ((major > 6 || (major == 6 && minor >= 11))); then want=procmap_query; else want=maps; fi
+if kernel_at_least 6 11; then want=procmap_query; else want=maps; fi
 assert_contains "$json" "\"lookup\": \"$want\"" "daxguard check --json lookup"
 # The shim's own forced paths agree with each other on the same matrix.
 for path in maps query; do

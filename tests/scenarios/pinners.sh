@@ -15,19 +15,9 @@ BIN=/opt/daxguard/bin
 SHIM=/opt/daxguard/lib/libdaxguard.so
 for f in "$BIN/v4l2cap" "$BIN/uring" "$SHIM"; do require_file "$f" "build with tests/all"; done
 W=$(mktemp -d /tmp/pinners.XXXXXX)
-major=${KERNEL_VERSION%%.*} minor=${KERNEL_VERSION#*.}
-minor=${minor%%.*}
 new_gup=0
-((major > 6 || (major == 6 && minor >= 5))) && new_gup=1
+kernel_at_least 6 5 && new_gup=1
 
-declare -A MEM=(
-	[anon]="--anon"
-	[tmpfs]="--file /tmp/pin.tmpfs"
-	[devdax]="--devdax $DEVDAX"
-	[fsdax]="--file $PMEM_MNT/pin.shared"
-	[fsdax-private]="--file $PMEM_MNT/pin.private --private"
-	[ext4]="--file $EXT4_MNT/pin.shared"
-)
 guarded() { env "LD_PRELOAD=$SHIM" "$@"; }
 
 # --- V4L2 ----------------------------------------------------------------------
@@ -51,7 +41,7 @@ for planes in single mplane; do
 		req=VIDIOC_QBUF
 		[[ $at == prepare_buf ]] && req=VIDIOC_PREPARE_BUF
 		for kind in fsdax fsdax-private; do
-			read -ra mem <<<"${MEM[$kind]}"
+			read -ra mem <<<"$(pinner_mem "$kind")"
 			v4l2 "EOPNOTSUPP@$at" "ioctl/$planes/$at $kind" "${p[@]}" "${pre[@]}" "${mem[@]}"
 			assert_contains "$(cat "$W/err")" "daxguard: refused $req(/dev/video" "$planes/$at $kind: the message names the call and device"
 			assert_contains "$(cat "$W/err")" "is on filesystem-DAX" "$planes/$at $kind: and says why"
@@ -59,7 +49,7 @@ for planes in single mplane; do
 			[[ $planes == mplane ]] && assert_contains "$(cat "$W/err")" "buffer 0 plane 0:" "mplane: the plane is named"
 		done
 		for kind in anon tmpfs devdax; do
-			read -ra mem <<<"${MEM[$kind]}"
+			read -ra mem <<<"$(pinner_mem "$kind")"
 			v4l2 streamed "ioctl/$planes/$at $kind" "${p[@]}" "${pre[@]}" "${mem[@]}"
 			assert_eq "4" "$(grep -c '^frame [0-9]*: ok ' "$W/out")" "$planes/$at $kind: frames landed in the buffer"
 			assert_eq "" "$(cat "$W/err")" "$planes/$at $kind: daxguard says nothing"
@@ -67,10 +57,11 @@ for planes in single mplane; do
 	done
 done
 # The kernel never saw a refused QBUF.
-strace -f -qq -e trace=ioctl -o "$W/strace" env "LD_PRELOAD=$SHIM" v4l2cap ${MEM[fsdax]} >/dev/null 2>&1
+read -ra mem <<<"$(pinner_mem fsdax)"
+strace -f -qq -e trace=ioctl -o "$W/strace" env "LD_PRELOAD=$SHIM" v4l2cap "${mem[@]}" >/dev/null 2>&1
 assert_not_contains "$(cat "$W/strace")" "VIDIOC_QBUF" "fs-DAX: no QBUF reached the kernel"
 assert_contains "$(cat "$W/strace")" "VIDIOC_REQBUFS" "fs-DAX: the other ioctls did"
-read -ra mem <<<"${MEM[ext4]}"
+read -ra mem <<<"$(pinner_mem "ext4")"
 if ((new_gup)); then
 	v4l2 EFAULT@qbuf "ioctl ext4 shared (6.5+)" "${mem[@]}"
 	assert_contains "$(cat "$W/err")" "failed with EFAULT: Linux 6.5+ refuses writable long-term pins of shared page-cache file mappings" \
@@ -83,7 +74,7 @@ section "V4L2 through libv4l2 (syscall(SYS_ioctl)), the mplane plugin included"
 for planes in single mplane; do
 	p=()
 	[[ $planes == mplane ]] && p=(--mplane)
-	read -ra mem <<<"${MEM[fsdax]}"
+	read -ra mem <<<"$(pinner_mem "fsdax")"
 	v4l2 EOPNOTSUPP@qbuf "libv4l2-noconv/$planes fsdax" --via libv4l2-noconv "${p[@]}" "${mem[@]}"
 	assert_contains "$(cat "$W/err")" "daxguard: refused VIDIOC_QBUF(/dev/video" "libv4l2/$planes: refused by daxguard"
 	v4l2 streamed "libv4l2-noconv/$planes anon" --via libv4l2-noconv "${p[@]}" --anon
@@ -92,7 +83,7 @@ done
 
 section "V4L2 bad input: the kernel's own answers, with the shim loaded"
 wrap=EOVERFLOW
-((major == 6 && minor < 12)) && wrap=EFAULT
+kernel_at_least 6 12 || wrap=EFAULT
 want_bad="badfd EBADF|notv4l2 ENOTTY|len0 EINVAL|null EFAULT|unmapped EFAULT|wrap $wrap|index EINVAL|"
 for args in "--anon" "--mplane --file $PMEM_MNT/pin.bad" "--via libv4l2-noconv --file $PMEM_MNT/pin.bad"; do
 	read -ra a <<<"$args"
@@ -107,7 +98,7 @@ head -c 300000 /dev/urandom >/tmp/pin.src
 
 section "io_uring: fs-DAX refused by daxguard on every path, each with its API's convention"
 for kind in fsdax fsdax-private; do
-	read -ra mem <<<"${MEM[$kind]}"
+	read -ra mem <<<"$(pinner_mem "$kind")"
 	guarded uring "${mem[@]}" "${VIAS[@]}" >"$W/out" 2>"$W/err" || fail "uring $kind: $(tail -n 20 "$W/out" "$W/err")"
 	assert_eq "EOPNOTSUPP|EOPNOTSUPP|EOPNOTSUPP|EOPNOTSUPP|EOPNOTSUPP|EOPNOTSUPP|EOPNOTSUPP|" \
 		"$(sed -n 's/^register [a-z0-9-]*: //p' "$W/out" | tr '\n' '|')" "uring $kind: every path refused"
@@ -116,12 +107,13 @@ for kind in fsdax fsdax-private; do
 		assert_contains "$(cat "$W/err")" "daxguard: refused $entry(" "uring $kind: $entry refused by daxguard"
 	done
 done
-strace -f -qq -e trace=io_uring_register -o "$W/strace" env "LD_PRELOAD=$SHIM" uring ${MEM[fsdax]} buffers sys-buffers >/dev/null 2>&1
+read -ra mem <<<"$(pinner_mem fsdax)"
+strace -f -qq -e trace=io_uring_register -o "$W/strace" env "LD_PRELOAD=$SHIM" uring "${mem[@]}" buffers sys-buffers >/dev/null 2>&1
 assert_not_contains "$(cat "$W/strace")" "IORING_REGISTER_BUFFERS," "fs-DAX: no buffer registration reached the kernel"
 
 section "io_uring: anonymous and tmpfs register, READ_FIXED returns the file's bytes"
 for kind in anon tmpfs; do
-	read -ra mem <<<"${MEM[$kind]}"
+	read -ra mem <<<"$(pinner_mem "$kind")"
 	guarded uring --read /tmp/pin.src "${mem[@]}" "${VIAS[@]}" >"$W/out" 2>"$W/err" || fail "uring $kind: $(tail "$W/out" "$W/err")"
 	for via in "${VIAS[@]}"; do
 		assert_eq "ok, ok bytes=300000" "$(sed -n "s/^register $via: //p" "$W/out"), $(sed -n "s/^read_fixed $via: //p" "$W/out")" \
@@ -131,7 +123,7 @@ for kind in anon tmpfs; do
 done
 
 section "io_uring: what the kernel refuses by its own rules is forwarded and explained"
-read -ra mem <<<"${MEM[devdax]}"
+read -ra mem <<<"$(pinner_mem "devdax")"
 guarded uring "${mem[@]}" buffers >"$W/out" 2>"$W/err" || true
 if ((new_gup)); then
 	assert_eq "ok" "$(sed -n 's/^register buffers: //p' "$W/out")" "device-DAX registers on 6.5+"
@@ -140,7 +132,7 @@ else
 	assert_contains "$(cat "$W/err")" "io_uring before Linux 6.5 refuses fixed buffers backed by any file but tmpfs and hugetlbfs" \
 		"device-DAX before 6.5: explained, not pre-empted"
 fi
-read -ra mem <<<"${MEM[fsdax]}"
+read -ra mem <<<"$(pinner_mem "fsdax")"
 guarded uring --mixed "${mem[@]}" buffers sparse sys-update >"$W/out" 2>"$W/err" || true
 assert_eq "EOPNOTSUPP|EOPNOTSUPP|EOPNOTSUPP|" "$(sed -n 's/^register [a-z-]*: //p' "$W/out" | tr '\n' '|')" \
 	"an fs-DAX iovec after an anonymous one: daxguard refuses the whole call (the kernel would update the first)"
@@ -156,7 +148,7 @@ for args in "--anon" "--file $PMEM_MNT/pin.bad"; do
 done
 
 section "modes and the audit record name the consumer"
-read -ra mem <<<"${MEM[fsdax]}"
+read -ra mem <<<"$(pinner_mem "fsdax")"
 env "LD_PRELOAD=$SHIM" DAXGUARD_LOG="$W/log" v4l2cap --expect EOPNOTSUPP@qbuf "${mem[@]}" >/dev/null 2>&1 || fail "audit: v4l2cap"
 env "LD_PRELOAD=$SHIM" DAXGUARD_LOG="$W/log" uring "${mem[@]}" buffers sys-buffers >/dev/null 2>&1 || fail "audit: uring"
 assert_eq 3 "$(grep -c '"consumer":"v4l2","entry":"VIDIOC_QBUF".*"action":"refused"' "$W/log")" "audit: three V4L2 refusals"
@@ -186,7 +178,7 @@ else
 	expect_status 0 daxguard check --for rdma "$DEVDAX"
 fi
 make_file "$EXT4_MNT/pin.scan" 1
-sleep 60 | regmatrix --device "$RDMA_DEV" --hold e=file:$EXT4_MNT/pin.scan:1M a=anon:1M >"$W/hold" 2>&1 &
+sleep 60 | regmatrix --device "$RDMA_DEV" --hold "e=file:$EXT4_MNT/pin.scan:1M" a=anon:1M >"$W/hold" 2>&1 &
 for _ in $(seq 100); do grep -q READY "$W/hold" && break; sleep 0.1; done
 holder=$(sed -n 's/^READY pid=\([0-9]*\).*/\1/p' "$W/hold")
 [[ -n $holder ]] || fail "regmatrix --hold did not start: $(cat "$W/hold")"

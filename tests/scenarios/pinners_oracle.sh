@@ -21,24 +21,11 @@ for f in "$BIN/v4l2cap" "$BIN/uring"; do require_file "$f" "make -C tests/c"; do
 W=$(mktemp -d /tmp/pinners.XXXXXX)
 ROWS=()
 
-major=${KERNEL_VERSION%%.*} minor=${KERNEL_VERSION#*.}
-minor=${minor%%.*}
 # 6.5+: GUP refuses writable long-term pins of shared page-cache files, and
 # io_uring leaves file-backed memory to GUP.
 new_gup=0
-((major > 6 || (major == 6 && minor >= 5))) && new_gup=1
+kernel_at_least 6 5 && new_gup=1
 
-# The memory each case maps: v4l2cap and uring take the same flags.
-declare -A MEM=(
-	[anon]="--anon"
-	[tmpfs]="--file /tmp/pin.tmpfs"
-	[devdax]="--devdax $DEVDAX"
-	[fsdax]="--file $PMEM_MNT/pin.shared"
-	[fsdax-private]="--file $PMEM_MNT/pin.private --private"
-	[fsdax-written]="--file $PMEM_MNT/pin.written --private --touch"
-	[ext4]="--file $EXT4_MNT/pin.shared"
-	[ext4-private]="--file $EXT4_MNT/pin.private --private"
-)
 KINDS=(anon tmpfs devdax fsdax fsdax-private fsdax-written ext4 ext4-private)
 
 # --- V4L2 USERPTR ------------------------------------------------------------
@@ -83,7 +70,7 @@ $(tail -n 30 "$W/v4l2")"
 
 section "V4L2 USERPTR through glibc ioctl(): every memory, single- and multi-planar, QBUF and PREPARE_BUF"
 for kind in "${KINDS[@]}"; do
-	read -ra mem <<<"${MEM[$kind]}"
+	read -ra mem <<<"$(pinner_mem "$kind")"
 	want=$(v4l2_want "$kind")
 	for planes in single mplane; do
 		p=()
@@ -105,14 +92,14 @@ for planes in single mplane; do
 	p=()
 	[[ $planes == mplane ]] && p=(--mplane)
 	for kind in anon fsdax; do
-		read -ra mem <<<"${MEM[$kind]}"
+		read -ra mem <<<"$(pinner_mem "$kind")"
 		v4l2 EINVAL@reqbufs "libv4l2/$planes $kind" --via libv4l2 "${p[@]}" "${mem[@]}"
 	done
 	strace -f -qq -e trace=ioctl -o "$W/strace" v4l2cap --via libv4l2 "${p[@]}" --anon >/dev/null 2>&1
 	assert_not_contains "$(cat "$W/strace")" "VIDIOC_REQBUFS" "libv4l2/$planes: the kernel saw no REQBUFS"
 	assert_contains "$(cat "$W/strace")" "VIDIOC_S_FMT" "libv4l2/$planes: the kernel saw S_FMT"
 	for kind in anon fsdax devdax; do
-		read -ra mem <<<"${MEM[$kind]}"
+		read -ra mem <<<"$(pinner_mem "$kind")"
 		want=$(v4l2_want "$kind")
 		for at in qbuf prepare_buf; do
 			w=$want pre=()
@@ -136,7 +123,7 @@ section "V4L2 bad input (the kernel's answers a preload must leave alone)"
 # wrap (userptr + length past the top of the address space): EFAULT on 6.1,
 # EOVERFLOW on 6.12 and 6.18 (GUP's own overflow check; not bisected).
 wrap=EOVERFLOW
-((major == 6 && minor < 12)) && wrap=EFAULT
+kernel_at_least 6 12 || wrap=EFAULT
 want_bad="badfd EBADF|notv4l2 ENOTTY|len0 EINVAL|null EFAULT|unmapped EFAULT|wrap $wrap|index EINVAL|"
 for args in "--anon" "--mplane --file $PMEM_MNT/pin.bad" "--via libv4l2-noconv --file $PMEM_MNT/pin.bad"; do
 	read -ra a <<<"$args"
@@ -164,7 +151,7 @@ head -c 300000 /dev/urandom >/tmp/pin.src
 
 section "io_uring buffer registration: liburing and syscall(), every memory; READ_FIXED where registered"
 for kind in "${KINDS[@]}"; do
-	read -ra mem <<<"${MEM[$kind]}"
+	read -ra mem <<<"$(pinner_mem "$kind")"
 	want=$(uring_want "$kind")
 	uring --read /tmp/pin.src "${mem[@]}" "${VIAS[@]}" >"$W/uring" 2>&1 || fail "uring $kind: $(tail -n 20 "$W/uring")"
 	for via in "${VIAS[@]}"; do
@@ -184,7 +171,7 @@ done
 section "io_uring: an fs-DAX iovec after an anonymous one"
 # IORING_REGISTER_BUFFERS is all or nothing; an update stops at the first
 # bad iovec and returns how many it replaced.
-read -ra mem <<<"${MEM[fsdax]}"
+read -ra mem <<<"$(pinner_mem "fsdax")"
 uring --mixed "${mem[@]}" buffers sparse sys-update >"$W/uring" 2>&1 || fail "uring --mixed: $(cat "$W/uring")"
 assert_eq "EOPNOTSUPP|short=1/2|short=1/2|" "$(sed -n 's/^register [a-z-]*: //p' "$W/uring" | tr '\n' '|')" \
 	"uring --mixed: register buffers, sparse update, sys-update"

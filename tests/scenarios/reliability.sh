@@ -165,11 +165,7 @@ in_namespace() { # function
 
 # Linux 6.11+ answers ioctl(PROCMAP_QUERY).
 has_procmap_query() {
-	local v=${KERNEL_VERSION%%-*}
-	local major=${v%%.*} minor
-	minor=${v#*.}
-	minor=${minor%%.*}
-	((major > 6 || (major == 6 && minor >= 11)))
+	kernel_at_least 6 11
 }
 
 # --- the scenario ------------------------------------------------------------------

@@ -18,6 +18,7 @@ pub(crate) mod exports;
 #[cfg(feature = "interpose")]
 pub(crate) mod guarded;
 
+use crate::abi::{u32_at, u64_at};
 use crate::sys::read_own_memory;
 use crate::types::Buffer;
 
@@ -95,16 +96,6 @@ pub fn iovecs(addr: u64, count: usize) -> Option<Vec<Buffer>> {
 /// Whether `fd` is an io_uring instance (`anon_inode:[io_uring]`).
 fn is_ring(fd: i32) -> bool {
     std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|p| p.as_os_str() == "anon_inode:[io_uring]")
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_ne_bytes(w)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 #[cfg(feature = "interpose")]
 pub(crate) mod guarded;
 
+use crate::abi::{u32_at, u64_at};
 use crate::sys::read_own_memory;
 use crate::types::Buffer;
 
@@ -124,16 +125,6 @@ fn is_capture(kind: u32) -> bool {
 
 fn is_v4l2_device(fd: i32) -> bool {
     crate::sys::char_device_of(fd).is_some_and(|rdev| rdev.major == VIDEO_MAJOR)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_ne_bytes(w)
 }
 
 #[cfg(test)]
