@@ -32,6 +32,7 @@ mod types;
 // Kernel interfaces: one module per file or call.
 pub mod maps;
 pub mod mountinfo;
+pub mod perf_event;
 pub mod procmap_query;
 pub mod statx;
 pub mod sysfs;
