@@ -51,7 +51,7 @@ pub mod settings;
 mod capi;
 #[cfg(feature = "interpose")]
 mod guard;
-mod intercept;
+pub mod intercept;
 pub mod verbs;
 
 pub use capi::{DAXGUARD_ERROR, DAXGUARD_FSDAX, DAXGUARD_OK, DAXGUARD_UNVERIFIED, daxguard_check};

@@ -13,7 +13,15 @@ pub mod register;
 
 use verbs_sys::{IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_ON_DEMAND, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_WRITE};
 
+#[cfg(all(feature = "interpose", target_arch = "x86_64"))]
+use crate::intercept::pointers::Guarded;
 use crate::types::Pin;
+
+/// Every function this consumer guards, for the `dlsym` wrapper.
+#[cfg(all(feature = "interpose", target_arch = "x86_64"))]
+pub(crate) fn guarded() -> impl Iterator<Item = &'static Guarded> {
+    exports::GUARDED.iter()
+}
 
 /// The pin a registration with `access` asks for.
 pub fn pin(access: u32) -> Pin {

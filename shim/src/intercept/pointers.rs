@@ -1,0 +1,69 @@
+//! The rule for pointers the `dlsym` wrapper sees: a guarded function comes
+//! back as our export, but only when our export would call exactly that
+//! function.
+//!
+//! Each consumer lists what it guards as [`Guarded`] entries (the export and
+//! the [`Real`] it forwards to): `crate::verbs::guarded()`. When `dlsym` or
+//! `dlvsym` on a handle answers `p` for one of those names:
+//!
+//! - `p` is what our export forwards to (the same library copy, the same
+//!   version), or the definition in that library behind another
+//!   interposer our export forwards to (as a PLT call would pass through
+//!   it): the program gets our export, and its calls are judged as PLT
+//!   calls are;
+//! - `p` is anything else (a `dlmopen` copy in another namespace, an older
+//!   version such as `ibv_reg_mr@IBVERBS_1.0` whose `ibv_pd` differs, a
+//!   library our export does not forward to): the program gets `p`
+//!   unchanged, since our export would call another function, and one line
+//!   says, once per name, that those registrations are not checked.
+
+use std::ffi::{CStr, c_void};
+use std::sync::atomic::AtomicBool;
+
+use super::resolve::Real;
+
+/// One function a consumer guards.
+pub(crate) struct Guarded {
+    /// The exported function the program should call instead.
+    pub ours: fn() -> *const c_void,
+    /// What that export forwards to.
+    pub real: &'static Real,
+    /// Said that a pointer to another copy is not checked.
+    pub said: AtomicBool,
+}
+
+impl Guarded {
+    pub(crate) const fn new(ours: fn() -> *const c_void, real: &'static Real) -> Guarded {
+        Guarded { ours, real, said: AtomicBool::new(false) }
+    }
+}
+
+/// Our export in place of `p`, the answer to a lookup of `name`, or `p`.
+pub(crate) fn substitute(name: &CStr, p: *mut c_void) -> *mut c_void {
+    let Some(g) = crate::verbs::guarded().find(|g| g.real.name() == name) else { return p };
+    let ours = (g.ours)();
+    if p.cast_const() == ours {
+        return p;
+    }
+    // Our export calls p, or an interposer in front of p (as a PLT call
+    // would): either way the call ends in the copy the program asked.
+    if g.real.get(ours) == Some(p) || g.real.in_library() == Some(p) {
+        return ours.cast_mut();
+    }
+    crate::guard::say_once_unless_quiet(&g.said, || {
+        format!(
+            "daxguard: {} at {:p} in {} is not the {}@{} daxguard forwards to (a dlmopen namespace, another version or another library): registrations through this pointer are not checked",
+            name.to_string_lossy(),
+            p,
+            object_of(p),
+            g.real.name().to_string_lossy(),
+            g.real.version().to_string_lossy(),
+        )
+    });
+    p
+}
+
+/// The file name of the object containing `p`, for messages.
+fn object_of(p: *mut c_void) -> String {
+    crate::sys::object_name(p).unwrap_or_else(|| "an unnamed object".into())
+}
