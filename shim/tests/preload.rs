@@ -515,4 +515,7 @@ fn c_api_check() {
     assert!(why.starts_with("daxguard: ") && why.contains("overflow"), "{why:?}");
     let version = out.stdout.lines().find_map(|l| l.strip_prefix("VERSION ")).unwrap();
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    let interception = out.stdout.lines().find_map(|l| l.strip_prefix("INTERCEPTION ")).unwrap();
+    let want = if cfg!(target_arch = "x86_64") { "plt+dlsym" } else { "plt" };
+    assert_eq!(interception, want, "daxguard_interception()");
 }
