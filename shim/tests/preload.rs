@@ -193,8 +193,13 @@ fn library_exports_and_needs_no_libibverbs() {
         "ibv_reg_mr_iova2",
         "ibv_rereg_mr",
         "ibv_reg_mr_ex",
+        "mlx5dv_devx_umem_reg",
+        "mlx5dv_devx_umem_reg_ex",
         "daxguard_check",
         "daxguard_version",
+        "daxguard_interception",
+        "dlsym",
+        "dlvsym",
     ] {
         assert!(defined.contains(sym), "{sym} not exported");
     }

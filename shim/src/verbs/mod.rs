@@ -2,9 +2,12 @@
 //! arguments mean to the pin, and the Rust API around them.
 //!
 //! - `exports`: `ibv_reg_mr` and friends as `LD_PRELOAD` / link-time exports;
+//! - `devx`: libmlx5's `mlx5dv_devx_umem_reg(_ex)`, the same way;
 //! - [`odp`]: does the device behind a pd do on-demand paging;
 //! - [`register`]: [`check`](register::check) and [`register`](register::register) for Rust programs.
 
+#[cfg(feature = "interpose")]
+mod devx;
 #[cfg(feature = "interpose")]
 mod exports;
 #[cfg(feature = "interpose")]
@@ -20,7 +23,7 @@ use crate::types::Pin;
 /// Every function this consumer guards, for the `dlsym` wrapper.
 #[cfg(all(feature = "interpose", target_arch = "x86_64"))]
 pub(crate) fn guarded() -> impl Iterator<Item = &'static Guarded> {
-    exports::GUARDED.iter()
+    exports::GUARDED.iter().chain(devx::GUARDED.iter())
 }
 
 /// The pin a registration with `access` asks for.
