@@ -145,7 +145,7 @@ unsafe extern "C" fn dlsym_by_handle(handle: *mut c_void, symbol: *const c_char)
     let Some(real) = real_dlsym_fn() else { return missing() };
     // SAFETY: the caller's arguments, to the real dlsym.
     let p = unsafe { real(handle, symbol) };
-    substitute(symbol, p)
+    substitute(handle, symbol, p)
 }
 
 /// `dlvsym` on a real handle.
@@ -157,18 +157,26 @@ unsafe extern "C" fn dlvsym_by_handle(
     let Some(real) = real_dlvsym_fn() else { return missing() };
     // SAFETY: the caller's arguments, to the real dlvsym.
     let p = unsafe { real(handle, symbol, version) };
-    substitute(symbol, p)
+    substitute(handle, symbol, p)
 }
 
 /// Our export for `p` if it is a function we guard, else `p`. errno is kept.
-fn substitute(symbol: *const c_char, p: *mut c_void) -> *mut c_void {
+fn substitute(handle: *mut c_void, symbol: *const c_char, p: *mut c_void) -> *mut c_void {
     if p.is_null() || symbol.is_null() {
         return p;
     }
     let errno = Errno::last();
     // SAFETY: dlsym just found a symbol by this NUL-terminated name.
     let name = unsafe { CStr::from_ptr(symbol) };
-    let out = catch_unwind(|| pointers::substitute(name, p)).unwrap_or(p);
+    let namespace = || {
+        let mut lmid: libc::Lmid_t = 0;
+        // SAFETY: a handle dlsym just accepted; RTLD_DI_LMID writes an Lmid_t.
+        let ok = unsafe { libc::dlinfo(handle, libc::RTLD_DI_LMID, (&raw mut lmid).cast()) } == 0;
+        // SAFETY: no preconditions (a failed dlinfo leaves an error to clear).
+        unsafe { libc::dlerror() };
+        ok.then_some(lmid)
+    };
+    let out = catch_unwind(|| pointers::substitute(name, p, namespace)).unwrap_or(p);
     errno.set();
     out
 }

@@ -39,7 +39,9 @@ impl Guarded {
 }
 
 /// Our export in place of `p`, the answer to a lookup of `name`, or `p`.
-pub(crate) fn substitute(name: &CStr, p: *mut c_void) -> *mut c_void {
+/// `namespace` is the link-map namespace of the handle asked (for the
+/// message only: 0 is the program's own, others come from `dlmopen`).
+pub(crate) fn substitute(name: &CStr, p: *mut c_void, namespace: impl FnOnce() -> Option<i64>) -> *mut c_void {
     let Some(g) = crate::verbs::guarded().find(|g| g.real.name() == name) else { return p };
     let ours = (g.ours)();
     if p.cast_const() == ours {
@@ -51,8 +53,13 @@ pub(crate) fn substitute(name: &CStr, p: *mut c_void) -> *mut c_void {
         return ours.cast_mut();
     }
     crate::guard::say_once_unless_quiet(&g.said, || {
+        let whose = match namespace() {
+            Some(0) => "another version or another library than the one daxguard forwards to".to_string(),
+            Some(n) => format!("a copy in link-map namespace {n} (dlmopen), not the one daxguard forwards to"),
+            None => "not the one daxguard forwards to".to_string(),
+        };
         format!(
-            "daxguard: {} at {:p} in {} is not the {}@{} daxguard forwards to (a dlmopen namespace, another version or another library): registrations through this pointer are not checked",
+            "daxguard: {} at {:p} in {} is {whose} ({}@{}): registrations through this pointer are not checked (said once)",
             name.to_string_lossy(),
             p,
             object_of(p),
