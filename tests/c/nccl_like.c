@@ -41,12 +41,14 @@
  *           iova2 and reg_mr, close the device, dlclose
  *
  * Output:
+ *   INTERCEPTION plt+dlsym|plt|none|no-daxguard   (daxguard_interception() of a preloaded daxguard)
  *   LOAD how=<load> handle=ok
  *   SYM <name>@<version> from=<object file of the pointer>   (libdaxguard.so: daxguard's export;
  *       also ibv_reg_mr@IBVERBS_1.0, fetched and never called: the old ABI)
  *   MDWE set | MDWE unavailable errno=<NAME> ; MDWE exec_gain=refused|allowed
  *   REGION <name> kind=<kind> addr=0x.. len=N
- *   REG <step> <region> ok|<ERRNO>            (fork: step fork-child)
+ *   REG <step> <region> ok|<ERRNO>|fail-errno-unset   (fork: step fork-child; errno unset:
+ *       a dlmopen copy's libc has its own errno, which this program cannot read)
  *   FORK child_exit=<status>
  *   THREADS regs=N as_alone=N other=N lookups=N changed=N
  *   ROUND <r> unloaded=yes|no|n/a  then  REG round<r>-<step> <region> ...
@@ -236,7 +238,10 @@ static void close_dev_pd(struct syms *s, struct ibv_pd *pd, struct ibv_context *
 	}
 }
 
-/* One registration through the pointer `step` names; 0 or the errno. */
+/*
+ * One registration through the pointer `step` names: 0, the errno, or -1 for
+ * a failure that left errno 0 (a dlmopen copy sets the errno of its own libc).
+ */
 static int reg_one(struct syms *s, struct ibv_pd *pd, const char *step, struct region *r)
 {
 	struct ibv_mr *mr = NULL;
@@ -271,10 +276,10 @@ static int reg_one(struct syms *s, struct ibv_pd *pd, const char *step, struct r
 			s->dereg_mr(mr);
 			munmap(anon, (size_t)page);
 		}
-		return err ? err : (ret ? EIO : 0);
+		return err ? err : (ret ? -1 : 0);
 	}
 	if (!mr)
-		return errno ? errno : EIO;
+		return errno ? errno : -1;
 	if (s->dereg_mr(mr))
 		return EBUSY; /* registered but not deregistered: visible as a failure */
 	return 0;
@@ -283,7 +288,11 @@ static int reg_one(struct syms *s, struct ibv_pd *pd, const char *step, struct r
 static void reg_all(struct syms *s, struct ibv_pd *pd, const char *step, const char *label)
 {
 	for (int i = 0; i < g_nregions; i++)
-		printf("REG %s %s %s\n", label, g_regions[i].name, answer(reg_one(s, pd, step, &g_regions[i])));
+	{
+		int e = reg_one(s, pd, step, &g_regions[i]);
+
+		printf("REG %s %s %s\n", label, g_regions[i].name, e == -1 ? "fail-errno-unset" : answer(e));
+	}
 	fflush(stdout);
 }
 
@@ -501,6 +510,12 @@ int main(int argc, char **argv)
 		usage();
 	i++;
 
+	{
+		/* what `daxguard doctor` asks a preloaded daxguard (daxguard.h) */
+		const char *(*interception)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "daxguard_interception");
+
+		printf("INTERCEPTION %s\n", interception ? interception() : "no-daxguard");
+	}
 	load(&s);
 	printf("LOAD how=%s handle=ok\n", g_load);
 	pd = open_dev_pd(&s, &ctx);
