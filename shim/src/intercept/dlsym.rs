@@ -13,7 +13,10 @@
 //!   interposer after us asking `RTLD_NEXT` must get the next one down.
 //! - any other handle: the real function is called, and its answer goes
 //!   through [`super::pointers::substitute`], which returns our export when
-//!   it would forward to exactly that function.
+//!   it would forward to exactly that function. The caller's return address
+//!   goes along: code in the very object these wrappers are in (the CLI's
+//!   `probe`, which asks libibverbs' own handle to reach the kernel) gets
+//!   glibc's answer.
 //!
 //! The real functions are read from libc.so.6's (glibc 2.34+) or
 //! libdl.so.2's dynamic symbol table ([`super::elf`]) the first time either
@@ -74,6 +77,8 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *m
         // the real dlsym, returning straight to our caller
         "jmp rax",
         "2:",
+        // a real handle: the caller's return address as a third argument
+        "mov rdx, qword ptr [rsp]",
         "jmp {by_handle}",
         "3:",
         // first call: find the real functions, keeping the arguments
@@ -116,6 +121,8 @@ pub unsafe extern "C" fn dlvsym(handle: *mut c_void, symbol: *const c_char, vers
         "jz 3f",
         "jmp rax",
         "2:",
+        // a real handle: the caller's return address as a fourth argument
+        "mov rcx, qword ptr [rsp]",
         "jmp {by_handle}",
         "3:",
         // three pushes keep the 16-byte alignment the call needs
@@ -141,11 +148,11 @@ pub unsafe extern "C" fn dlvsym(handle: *mut c_void, symbol: *const c_char, vers
 }
 
 /// `dlsym` on a real handle: the real answer, or our export in its place.
-unsafe extern "C" fn dlsym_by_handle(handle: *mut c_void, symbol: *const c_char) -> *mut c_void {
+unsafe extern "C" fn dlsym_by_handle(handle: *mut c_void, symbol: *const c_char, caller: *const c_void) -> *mut c_void {
     let Some(real) = real_dlsym_fn() else { return missing() };
     // SAFETY: the caller's arguments, to the real dlsym.
     let p = unsafe { real(handle, symbol) };
-    substitute(handle, symbol, p)
+    substitute(Asked { handle, caller }, symbol, p)
 }
 
 /// `dlvsym` on a real handle.
@@ -153,30 +160,61 @@ unsafe extern "C" fn dlvsym_by_handle(
     handle: *mut c_void,
     symbol: *const c_char,
     version: *const c_char,
+    caller: *const c_void,
 ) -> *mut c_void {
     let Some(real) = real_dlvsym_fn() else { return missing() };
     // SAFETY: the caller's arguments, to the real dlvsym.
     let p = unsafe { real(handle, symbol, version) };
-    substitute(handle, symbol, p)
+    substitute(Asked { handle, caller }, symbol, p)
+}
+
+/// Who asked, for [`pointers::substitute`].
+pub(crate) struct Asked {
+    /// The handle the lookup was made in (one glibc just accepted).
+    handle: *mut c_void,
+    /// The return address of the `dlsym`/`dlvsym` call.
+    caller: *const c_void,
+}
+
+impl Asked {
+    /// The link-map namespace of the handle: 0 for the program's own,
+    /// others come from `dlmopen`.
+    pub(crate) fn namespace(&self) -> Option<i64> {
+        let mut lmid: libc::Lmid_t = 0;
+        // SAFETY: a handle dlsym just accepted; RTLD_DI_LMID writes an Lmid_t.
+        let ok = unsafe { libc::dlinfo(self.handle, libc::RTLD_DI_LMID, (&raw mut lmid).cast()) } == 0;
+        // SAFETY: no preconditions (a failed dlinfo leaves an error to clear).
+        unsafe { libc::dlerror() };
+        ok.then_some(lmid)
+    }
+
+    /// Whether the call comes from the object these wrappers are in: code
+    /// linked with daxguard that asks a library's own handle means that
+    /// library's function (the CLI's `probe` asks for the kernel's answer).
+    pub(crate) fn by_daxguard_itself(&self) -> bool {
+        let base = |addr: *const c_void| {
+            let mut info = libc::Dl_info {
+                dli_fname: std::ptr::null(),
+                dli_fbase: std::ptr::null_mut(),
+                dli_sname: std::ptr::null(),
+                dli_saddr: std::ptr::null_mut(),
+            };
+            // SAFETY: dladdr only reads the loader's tables and fills `info`.
+            (unsafe { libc::dladdr(addr, &mut info) } != 0).then_some(info.dli_fbase)
+        };
+        base(self.caller).is_some_and(|b| Some(b) == base(dlsym as *const c_void))
+    }
 }
 
 /// Our export for `p` if it is a function we guard, else `p`. errno is kept.
-fn substitute(handle: *mut c_void, symbol: *const c_char, p: *mut c_void) -> *mut c_void {
+fn substitute(asked: Asked, symbol: *const c_char, p: *mut c_void) -> *mut c_void {
     if p.is_null() || symbol.is_null() {
         return p;
     }
     let errno = Errno::last();
     // SAFETY: dlsym just found a symbol by this NUL-terminated name.
     let name = unsafe { CStr::from_ptr(symbol) };
-    let namespace = || {
-        let mut lmid: libc::Lmid_t = 0;
-        // SAFETY: a handle dlsym just accepted; RTLD_DI_LMID writes an Lmid_t.
-        let ok = unsafe { libc::dlinfo(handle, libc::RTLD_DI_LMID, (&raw mut lmid).cast()) } == 0;
-        // SAFETY: no preconditions (a failed dlinfo leaves an error to clear).
-        unsafe { libc::dlerror() };
-        ok.then_some(lmid)
-    };
-    let out = catch_unwind(|| pointers::substitute(name, p, namespace)).unwrap_or(p);
+    let out = catch_unwind(|| pointers::substitute(name, p, &asked)).unwrap_or(p);
     errno.set();
     out
 }
@@ -278,6 +316,26 @@ mod tests {
             assert_eq!(dlsym(libc::RTLD_DEFAULT, c"dlsym".as_ptr()) as usize, dlsym as *const () as usize);
             // and the real one by handle: libc's, which is what we jump to.
             assert_eq!(dlsym(libc_h, c"dlsym".as_ptr()) as usize, REAL_DLSYM.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Code in the wrapper's own object (here the test binary, as the CLI's
+    /// `probe` in the CLI) asking libibverbs' handle gets libibverbs' own
+    /// function, never the export it links.
+    #[test]
+    fn lookups_from_our_own_object_are_not_replaced() {
+        // SAFETY: plain lookups with NUL-terminated names.
+        unsafe {
+            let h = libc::dlopen(c"libibverbs.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            if h.is_null() {
+                println!("skipped: no libibverbs.so.1 here");
+                return;
+            }
+            let p = dlvsym(h, c"ibv_reg_mr_iova2".as_ptr(), c"IBVERBS_1.8".as_ptr());
+            assert!(!p.is_null());
+            let ours = crate::verbs::guarded().find(|g| g.real.name() == c"ibv_reg_mr_iova2").unwrap().ours;
+            assert_ne!(p.cast_const(), ours(), "our own lookup was replaced by our export");
+            assert_eq!(crate::sys::object_name(p).as_deref().map(|n| n.contains("libibverbs")), Some(true));
         }
     }
 }

@@ -11,6 +11,9 @@
 //!   interposer our export forwards to (as a PLT call would pass through
 //!   it): the program gets our export, and its calls are judged as PLT
 //!   calls are;
+//! - the lookup comes from the object the wrapper itself is in (code linked
+//!   with daxguard, such as the CLI's `probe`, asking a library's own handle
+//!   on purpose): the program gets `p`, silently;
 //! - `p` is anything else (a `dlmopen` copy in another namespace, an older
 //!   version such as `ibv_reg_mr@IBVERBS_1.0` whose `ibv_pd` differs, a
 //!   library our export does not forward to): the program gets `p`
@@ -20,6 +23,7 @@
 use std::ffi::{CStr, c_void};
 use std::sync::atomic::AtomicBool;
 
+use super::dlsym::Asked;
 use super::resolve::Real;
 
 /// One function a consumer guards.
@@ -39,12 +43,10 @@ impl Guarded {
 }
 
 /// Our export in place of `p`, the answer to a lookup of `name`, or `p`.
-/// `namespace` is the link-map namespace of the handle asked (for the
-/// message only: 0 is the program's own, others come from `dlmopen`).
-pub(crate) fn substitute(name: &CStr, p: *mut c_void, namespace: impl FnOnce() -> Option<i64>) -> *mut c_void {
+pub(crate) fn substitute(name: &CStr, p: *mut c_void, asked: &Asked) -> *mut c_void {
     let Some(g) = crate::verbs::guarded().find(|g| g.real.name() == name) else { return p };
     let ours = (g.ours)();
-    if p.cast_const() == ours {
+    if p.cast_const() == ours || asked.by_daxguard_itself() {
         return p;
     }
     // Our export calls p, or an interposer in front of p (as a PLT call
@@ -53,7 +55,7 @@ pub(crate) fn substitute(name: &CStr, p: *mut c_void, namespace: impl FnOnce() -
         return ours.cast_mut();
     }
     crate::guard::say_once_unless_quiet(&g.said, || {
-        let whose = match namespace() {
+        let whose = match asked.namespace() {
             Some(0) => "another version or another library than the one daxguard forwards to".to_string(),
             Some(n) => format!("a copy in link-map namespace {n} (dlmopen), not the one daxguard forwards to"),
             None => "not the one daxguard forwards to".to_string(),
