@@ -28,10 +28,12 @@
 //! so `MemoryDenyWriteExecute=yes` and `prctl(PR_SET_MDWE)` change nothing.
 //!
 //! # Safety
-//! - The naked functions keep the System V calling convention by hand: they
-//!   touch only `rax` (caller-saved, the return register) before jumping,
-//!   save the argument registers around the one call they make, and keep the
-//!   stack 16-byte aligned at that call.
+//! - The naked functions keep the System V calling convention by hand: before
+//!   jumping they touch only `rax` (the return register) and, on the handle
+//!   path, the next free argument register (`rdx` for `dlsym`, `rcx` for
+//!   `dlvsym`), all caller-saved; they save the argument registers around the
+//!   one call they make and keep the stack 16-byte aligned at that call; the
+//!   return address stays on top of the stack for every jump.
 //! - The real functions' addresses come from [`super::elf::find`], checked to
 //!   be function definitions in libc/libdl, and are called with the
 //!   arguments the caller gave.
@@ -253,6 +255,7 @@ fn init() {
         return;
     }
     FOUND_IN.store(NOT_FOUND, Ordering::Release);
+    missing();
 }
 
 fn real_dlsym_fn() -> Option<DlsymFn> {
