@@ -61,8 +61,10 @@ impl Active {
 }
 
 /// Which interception this copy of the library runs. In a program started
-/// by `daxguard run` the copy that counts is the preloaded one: ask it with
-/// `dlsym(RTLD_DEFAULT, "daxguard_interception")` (a C string, [`Active::name`]).
+/// by `daxguard run` the copy that counts is the preloaded one: ask it for
+/// `daxguard_interception` (a C function returning [`Active::name`]) with
+/// `dlsym(RTLD_NEXT, ..)` from a binary that links daxguard itself (the
+/// CLI: `RTLD_NEXT` skips the binary's own copy), `RTLD_DEFAULT` elsewhere.
 pub fn active() -> Active {
     #[cfg(not(feature = "interpose"))]
     {
