@@ -56,7 +56,7 @@ BUILD_PACKAGES=(build-essential pkg-config cmake clang libclang-dev libibverbs-d
 install_build_deps() {
 	[[ $(id -u) == 0 ]] || die "run as root: the tests install packages and mount filesystems"
 	command -v cargo >/dev/null || [[ -x $HOME/.cargo/bin/cargo ]] ||
-		die "no cargo: install a Rust toolchain (1.85 or newer, e.g. with rustup) first"
+		die "no cargo: install a Rust toolchain (1.88 or newer, e.g. with rustup) first"
 	export PATH=$HOME/.cargo/bin:$PATH
 	local p missing=()
 	for p in "${BUILD_PACKAGES[@]}"; do

@@ -28,6 +28,15 @@ int daxguard_check(const void *addr, size_t len, char *why, size_t why_len);
 /* The library version, e.g. "0.1.0". */
 const char *daxguard_version(void);
 
+/*
+ * Which interception this copy of the library runs: "plt+dlsym" (the
+ * preloaded exports, and pointers fetched with dlsym/dlvsym from a library
+ * handle), "plt" (exports only: not x86_64, or glibc's dlsym not found) or
+ * "none". Static storage. A program started by `daxguard run` can ask the
+ * preloaded copy with dlsym(RTLD_DEFAULT, "daxguard_interception").
+ */
+const char *daxguard_interception(void);
+
 #ifdef __cplusplus
 }
 #endif

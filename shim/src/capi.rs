@@ -71,3 +71,19 @@ pub unsafe extern "C" fn daxguard_check(addr: *const c_void, len: usize, why: *m
 pub extern "C" fn daxguard_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
+
+/// `const char *daxguard_interception(void)`: which interception this copy
+/// of the library runs (`none`, `plt` or `plt+dlsym`, see
+/// `daxguard::intercept::Active`), static storage. `daxguard doctor` in a
+/// program started by `daxguard run` asks the preloaded copy for it with
+/// `dlsym(RTLD_DEFAULT, "daxguard_interception")`.
+#[unsafe(no_mangle)]
+pub extern "C" fn daxguard_interception() -> *const c_char {
+    let name = catch_unwind(|| crate::intercept::active().name()).unwrap_or("none");
+    let c: &'static std::ffi::CStr = match name {
+        "plt+dlsym" => c"plt+dlsym",
+        "plt" => c"plt",
+        _ => c"none",
+    };
+    c.as_ptr()
+}

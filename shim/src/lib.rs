@@ -53,7 +53,7 @@ pub mod settings;
 mod capi;
 #[cfg(feature = "interpose")]
 mod guard;
-mod intercept;
+pub mod intercept;
 pub mod io_uring;
 pub mod v4l2;
 pub mod verbs;

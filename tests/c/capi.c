@@ -4,6 +4,7 @@
  *
  *   CHECK <name> rc=<rc> errno=<NAME> why=<text to end of line>
  *   VERSION <daxguard_version()>
+ *   INTERCEPTION <daxguard_interception()>
  *
  * Checks: `anon` (private anonymous pages), `shm` (a MAP_SHARED file in
  * /dev/shm, tmpfs), `overflow` (addr 0xffffffffffff0000, len 0x20000).
@@ -61,6 +62,7 @@ int main(void)
 	check("shm", shm, len);
 	check("overflow", (const void *)(uintptr_t)0xffffffffffff0000ULL, 0x20000);
 	printf("VERSION %s\n", daxguard_version());
+	printf("INTERCEPTION %s\n", daxguard_interception());
 
 	munmap(shm, len);
 	close(fd);

@@ -67,6 +67,55 @@ static inline const char *answer(int e)
 	return e ? errname(e) : "ok";
 }
 
+#ifdef DAXGUARD_WANT_UNVERIFIED
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/*
+ * A MAP_SHARED file mapping daxguard cannot verify, for hosts without
+ * fs-DAX: a file on a tmpfs mounted in a private mount namespace, then
+ * lazily unmounted (its path names nothing, its device is in no mountinfo
+ * line), with CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE dropped from the
+ * effective set (no /proc/self/map_files). daxguard's verdict is
+ * "unverified", refused by default like fs-DAX ("could not verify"), before
+ * the provider is called. Needs root; the whole process stays in the new
+ * namespace without those two capabilities. MAP_FAILED with errno on failure.
+ */
+static inline void *map_unverified(size_t len)
+{
+	char dir[] = "/tmp/daxguard-unverified.XXXXXX", path[64];
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct caps[2];
+	void *p;
+	int fd;
+
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return MAP_FAILED;
+	if (!mkdtemp(dir) || mount("none", dir, "tmpfs", 0, "size=64m") < 0)
+		return MAP_FAILED;
+	snprintf(path, sizeof(path), "%s/f", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, (off_t)len) < 0)
+		return MAP_FAILED;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED || umount2(dir, MNT_DETACH) < 0 || rmdir(dir) < 0)
+		return MAP_FAILED;
+	if (syscall(SYS_capget, &hdr, caps) < 0)
+		return MAP_FAILED;
+	caps[CAP_SYS_ADMIN / 32].effective &= ~(1u << (CAP_SYS_ADMIN % 32));
+	caps[CAP_CHECKPOINT_RESTORE / 32].effective &= ~(1u << (CAP_CHECKPOINT_RESTORE % 32));
+	if (syscall(SYS_capset, &hdr, caps) < 0)
+		return MAP_FAILED;
+	return p;
+}
+#endif
+
 #ifdef INFINIBAND_VERBS_H
 /* Opens the RDMA device called `name`; exit 2 if there is none. */
 static inline struct ibv_context *open_device(const char *name)

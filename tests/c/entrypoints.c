@@ -201,7 +201,8 @@ static void run_entry(const char *name, struct ibv_pd *pd, void *addr, size_t le
 		mr = reg_dlopen(pd, addr, len, 0);
 	} else if (strcmp(name, "dlopen-iova2") == 0) {
 		if (fake) {
-			/* nothing interposes this call: it would dereference the fake pd */
+			/* without daxguard's dlsym wrapper this is libibverbs' own
+			 * function, which would dereference the fake pd */
 			printf("ENTRY %s result=skip reason=fake-pd\n", name);
 			fflush(stdout);
 			return;

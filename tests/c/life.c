@@ -20,8 +20,10 @@
  *   dlopen     must run first: libibverbs is not loaded yet. Register through
  *              the shim's export before it is loaded (fs-DAX refused; anonymous
  *              fails, nothing to forward to), then dlopen(RTLD_LOCAL) it and
- *              register through libibverbs' own ibv_reg_mr (its inner
- *              ibv_reg_mr_iova2 call is the guarded one) and the shim's export
+ *              register through dlvsym(ibv_reg_mr) from that handle (with
+ *              the shim's dlsym wrapper: the shim's export; without it,
+ *              libibverbs' own, whose inner ibv_reg_mr_iova2 call is
+ *              guarded) and the shim's export
  *   race       ROUNDS (default 10) fresh processes (`race-once`), each with two
  *              threads making their first registration at the same moment
  *   mapwait    map --dax, print "READY pid=N", wait for a line on stdin (the

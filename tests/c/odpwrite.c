@@ -8,7 +8,11 @@
  * The destination is registered with the verbs.h ibv_reg_mr() macro and a
  * literal access (LOCAL_WRITE | REMOTE_WRITE), never ON_DEMAND: under
  * LD_PRELOAD=libdaxguard.so with DAXGUARD_MODE=odp the shim is what adds
- * IBV_ACCESS_ON_DEMAND for fs-DAX.
+ * IBV_ACCESS_ON_DEMAND for fs-DAX. With --via NAME it is registered instead
+ * through a pointer fetched as NCCL does (dlopen("libibverbs.so.1",
+ * RTLD_NOW) + dlvsym): iova2 (ibv_reg_mr_iova2@IBVERBS_1.8), reg_mr
+ * (ibv_reg_mr@IBVERBS_1.1) or iova (ibv_reg_mr_iova@IBVERBS_1.7); a line
+ * "VIA name from=OBJECT" says which object the pointer is in.
  *
  * The pattern is unique per 4-byte word (word i = i ^ 0x5a5a0000 ^ salt):
  * rxe's ODP copy path in Linux 6.18 at a 1 KiB path MTU writes every packet
@@ -16,7 +20,7 @@
  * would not show.
  *
  * usage: odpwrite --dst PATH [--device NAME] [--gid N] [--len N] [--chunk N]
- *                 [--mtu 256|512|1024|2048|4096] [--salt N]
+ *                 [--mtu 256|512|1024|2048|4096] [--salt N] [--via iova2|reg_mr|iova]
  *        odpwrite --verify-only --dst PATH [--len N] [--salt N]
  *        odpwrite --emit-pattern [--len N] [--salt N] > FILE
  *   --dst is truncated to 0 then extended to --len (a sparse file, so every
@@ -25,11 +29,12 @@
  *   WRITE, capped by the port's max message size) to 512K, --salt to 0.
  *   --mtu forces a path MTU; by default 4096, or the port's active MTU if lower.
  *
- * Output lines: MTU ..., REG src ok|ERRNO, REG dst ok|ERRNO, WRITE ok|<status>,
+ * Output lines: MTU ..., REG src ok|ERRNO, [VIA ...,] REG dst ok|ERRNO, WRITE ok|<status>,
  * VERIFY ok bytes=N | VERIFY mismatch at offset X (...), TIME ....
  * Exit 0 only if everything is ok; 1 if a step failed; 2 on a usage or setup error.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -53,7 +58,7 @@ static uint32_t g_salt;
 static void usage(void)
 {
 	fprintf(stderr, "usage: odpwrite --dst PATH [--device NAME] [--gid N] [--len N] [--chunk N]\n"
-			"                [--mtu 256|512|1024|2048|4096] [--salt N]\n"
+			"                [--mtu 256|512|1024|2048|4096] [--salt N] [--via iova2|reg_mr|iova]\n"
 			"       odpwrite --verify-only --dst PATH [--len N] [--salt N]\n"
 			"       odpwrite --emit-pattern [--len N] [--salt N] > FILE\n");
 	exit(2);
@@ -256,9 +261,44 @@ static int write_all(struct ibv_qp *qp, struct ibv_cq *cq, struct ibv_mr *src, s
 	return 1;
 }
 
+/*
+ * The destination registered through a pointer fetched as NCCL fetches it
+ * (src/misc/ibvsymbols.cc): the same libibverbs this program links, opened
+ * again by name.
+ */
+static struct ibv_mr *reg_via(const char *via, struct ibv_pd *pd, void *addr, size_t len, int access)
+{
+	void *h = dlopen("libibverbs.so.1", RTLD_NOW), *fn;
+	Dl_info info;
+
+	if (!h) {
+		fprintf(stderr, "odpwrite: dlopen libibverbs.so.1: %s\n", dlerror());
+		exit(2);
+	}
+	if (strcmp(via, "iova2") == 0)
+		fn = dlvsym(h, "ibv_reg_mr_iova2", "IBVERBS_1.8");
+	else if (strcmp(via, "reg_mr") == 0)
+		fn = dlvsym(h, "ibv_reg_mr", "IBVERBS_1.1");
+	else
+		fn = dlvsym(h, "ibv_reg_mr_iova", "IBVERBS_1.7");
+	if (!fn) {
+		fprintf(stderr, "odpwrite: dlvsym for --via %s: %s\n", via, dlerror());
+		exit(2);
+	}
+	printf("VIA %s from=%s\n", via, dladdr(fn, &info) && info.dli_fname ? info.dli_fname : "none");
+	errno = 0;
+	if (strcmp(via, "iova2") == 0)
+		return ((struct ibv_mr * (*)(struct ibv_pd *, void *, size_t, uint64_t, unsigned int)) fn)(
+			pd, addr, len, (uintptr_t)addr, (unsigned int)access);
+	if (strcmp(via, "reg_mr") == 0)
+		return ((struct ibv_mr * (*)(struct ibv_pd *, void *, size_t, int)) fn)(pd, addr, len, access);
+	return ((struct ibv_mr * (*)(struct ibv_pd *, void *, size_t, uint64_t, int)) fn)(pd, addr, len,
+											(uintptr_t)addr, access);
+}
+
 int main(int argc, char **argv)
 {
-	const char *device = "rxe0", *dst_path = NULL;
+	const char *device = "rxe0", *dst_path = NULL, *via = NULL;
 	int gid_idx = 1, want_mtu = 0, verify_only = 0, emit = 0, fd, okall;
 	long page = sysconf(_SC_PAGESIZE);
 	struct ibv_context *ctx;
@@ -295,6 +335,8 @@ int main(int argc, char **argv)
 			want_mtu = atoi(v), i++;
 		else if (!strcmp(a, "--salt"))
 			g_salt = (uint32_t)strtoul(v, NULL, 0), i++;
+		else if (!strcmp(a, "--via") && (!strcmp(v, "iova2") || !strcmp(v, "reg_mr") || !strcmp(v, "iova")))
+			via = v, i++;
 		else
 			usage();
 	}
@@ -369,7 +411,10 @@ int main(int argc, char **argv)
 	if (!src_mr)
 		return 1;
 	errno = 0;
-	dst_mr = ibv_reg_mr(pd, dst, g_len, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+	if (via)
+		dst_mr = reg_via(via, pd, dst, g_len, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+	else
+		dst_mr = ibv_reg_mr(pd, dst, g_len, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
 	printf("REG dst %s\n", dst_mr ? "ok" : errname(errno));
 	fflush(stdout);
 	if (!dst_mr)

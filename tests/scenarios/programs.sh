@@ -3,7 +3,8 @@
 # ib_write_bw --mmap on an fs-DAX file is refused with daxguard's message; on
 # tmpfs and anonymous memory it runs with traffic; ibv_rc_pingpong,
 # ibv_ud_pingpong and rping run unchanged with the shim loaded; a program that
-# dlopen()s libibverbs RTLD_LOCAL is still guarded.
+# dlopen()s libibverbs RTLD_LOCAL is still guarded, through the pointers it
+# fetched too.
 source "$(dirname "$0")/../guest/lib.sh"
 
 BIN=/opt/daxguard/bin
@@ -61,11 +62,16 @@ assert_contains "$(cat /tmp/rping.c)" "ping data" "rping traffic"
 assert_not_contains "$(cat /tmp/rping.s /tmp/rping.c)" "daxguard:" "rping: daxguard silent"
 
 section "a program that dlopen()s libibverbs RTLD_LOCAL"
-out=$(LD_PRELOAD=$SHIM "$BIN/dlopen_local" --device "$RDMA_DEV" --file /mnt/pmem/dl dlopen 2>&1)
+# The dlvsym'd pointers are the shim's exports (its dlsym wrapper), so the
+# refusal names the function the program called.
+out=$(LD_PRELOAD=$SHIM "$BIN/dlopen_local" --device "$RDMA_DEV" --file /mnt/pmem/dl dlopen dlopen-iova2 2>&1)
 assert_contains "$out" "ENTRY dlopen result=fail errno=EOPNOTSUPP" "dlopen RTLD_LOCAL on fs-DAX: refused"
-assert_contains "$out" "daxguard: refused ibv_reg_mr_iova2" "dlopen RTLD_LOCAL: refused by the shim (inner iova2 call)"
-out=$(LD_PRELOAD=$SHIM "$BIN/dlopen_local" --device "$RDMA_DEV" --anon dlopen 2>&1)
+assert_contains "$out" "daxguard: refused ibv_reg_mr(" "dlopen RTLD_LOCAL: refused by the shim (the dlvsym'd ibv_reg_mr)"
+assert_contains "$out" "ENTRY dlopen-iova2 result=fail errno=EOPNOTSUPP" "dlopen RTLD_LOCAL, ibv_reg_mr_iova2 pointer, on fs-DAX: refused"
+assert_contains "$out" "daxguard: refused ibv_reg_mr_iova2(" "dlopen RTLD_LOCAL: refused by the shim (the dlvsym'd ibv_reg_mr_iova2)"
+out=$(LD_PRELOAD=$SHIM "$BIN/dlopen_local" --device "$RDMA_DEV" --anon dlopen dlopen-iova2 2>&1)
 assert_contains "$out" "ENTRY dlopen result=ok" "dlopen RTLD_LOCAL on anonymous memory: registered"
+assert_contains "$out" "ENTRY dlopen-iova2 result=ok" "dlopen RTLD_LOCAL, ibv_reg_mr_iova2 pointer, on anonymous memory: registered"
 
 section "every entry point refuses fs-DAX on a real device"
 out=$(LD_PRELOAD=$SHIM "$BIN/entrypoints" --device "$RDMA_DEV" --file /mnt/pmem/ep macro const iova iova2 rereg 2>&1)

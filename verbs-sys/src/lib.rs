@@ -2,7 +2,7 @@
 //!
 //! Only what daxguard needs: the memory-registration entry points it
 //! interposes (see ibv_reg_mr(3), ibv_rereg_mr(3)), the structs they take,
-//! and enough of the device/context ABI for `daxguard probe` (see
+//! libmlx5's DevX UMEM registration (mlx5dv_devx_umem_reg(3)), and enough of the device/context ABI for `daxguard probe` (see
 //! ibv_query_device(3), ibv_query_device_ex(3)).
 //!
 //! Nothing here links libibverbs: the crate has no `#[link]` and declares no
@@ -541,6 +541,54 @@ pub struct ibv_mr_init_attr {
 }
 
 // ---------------------------------------------------------------------------
+// mlx5 DevX UMEM (libmlx5, `providers/mlx5/mlx5dv.h` and `libmlx5.map` in
+// linux-rdma/rdma-core; unchanged from v44 to v64): user memory handed to the
+// device for its own objects, pinned by the kernel with `ib_umem_get()`, the
+// same long-term pin as an MR. See mlx5dv_devx_umem_reg(3).
+// ---------------------------------------------------------------------------
+
+/// Symbol version `MLX5_1.7`: added `mlx5dv_devx_umem_reg` (rdma-core v20).
+pub const MLX5_1_7: &CStr = c"MLX5_1.7";
+/// Symbol version `MLX5_1.19`: added `mlx5dv_devx_umem_reg_ex` (rdma-core v35).
+pub const MLX5_1_19: &CStr = c"MLX5_1.19";
+/// Version of `mlx5dv_devx_umem_reg`.
+pub const MLX5DV_DEVX_UMEM_REG_VERSION: &CStr = MLX5_1_7;
+/// Version of `mlx5dv_devx_umem_reg_ex`.
+pub const MLX5DV_DEVX_UMEM_REG_EX_VERSION: &CStr = MLX5_1_19;
+
+/// `MLX5DV_UMEM_MASK_DMABUF` (`enum mlx5dv_devx_umem_in_mask`): `dmabuf_fd`
+/// is valid and `addr` is an offset into that dma-buf, not user memory.
+pub const MLX5DV_UMEM_MASK_DMABUF: u64 = 1 << 0;
+
+/// `struct mlx5dv_devx_umem`: what a registration returns; freed with
+/// `mlx5dv_devx_umem_dereg()`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct mlx5dv_devx_umem {
+    /// `uint32_t umem_id`: the firmware's id of the registered memory.
+    pub umem_id: u32,
+}
+
+/// `struct mlx5dv_devx_umem_in`: the argument of `mlx5dv_devx_umem_reg_ex()`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct mlx5dv_devx_umem_in {
+    /// `void *addr`: start of the user memory (an offset with `MLX5DV_UMEM_MASK_DMABUF`).
+    pub addr: *mut c_void,
+    /// `size_t size`
+    pub size: usize,
+    /// `uint32_t access`: 0 or `IBV_ACCESS_*` (the kernel accepts LOCAL_WRITE,
+    /// REMOTE_WRITE, REMOTE_READ and RELAXED_ORDERING; no ON_DEMAND).
+    pub access: u32,
+    /// `uint64_t pgsz_bitmap`: page sizes the device may use.
+    pub pgsz_bitmap: u64,
+    /// `uint64_t comp_mask`: `MLX5DV_UMEM_MASK_*`.
+    pub comp_mask: u64,
+    /// `int dmabuf_fd`
+    pub dmabuf_fd: c_int,
+}
+
+// ---------------------------------------------------------------------------
 // Function-pointer types for the entry points resolved at run time.
 // ---------------------------------------------------------------------------
 
@@ -563,6 +611,14 @@ pub type ibv_rereg_mr_fn = unsafe extern "C" fn(*mut ibv_mr, c_int, *mut ibv_pd,
 /// `struct ibv_mr *ibv_reg_mr_ex(struct ibv_pd *pd, struct ibv_mr_init_attr
 /// *mr_init_attr)`, [`IBV_REG_MR_EX_VERSION`].
 pub type ibv_reg_mr_ex_fn = unsafe extern "C" fn(*mut ibv_pd, *mut ibv_mr_init_attr) -> *mut ibv_mr;
+/// `struct mlx5dv_devx_umem *mlx5dv_devx_umem_reg(struct ibv_context *ctx,
+/// void *addr, size_t size, uint32_t access)`, [`MLX5DV_DEVX_UMEM_REG_VERSION`].
+pub type mlx5dv_devx_umem_reg_fn =
+    unsafe extern "C" fn(*mut ibv_context, *mut c_void, usize, u32) -> *mut mlx5dv_devx_umem;
+/// `struct mlx5dv_devx_umem *mlx5dv_devx_umem_reg_ex(struct ibv_context *ctx,
+/// struct mlx5dv_devx_umem_in *umem_in)`, [`MLX5DV_DEVX_UMEM_REG_EX_VERSION`].
+pub type mlx5dv_devx_umem_reg_ex_fn =
+    unsafe extern "C" fn(*mut ibv_context, *mut mlx5dv_devx_umem_in) -> *mut mlx5dv_devx_umem;
 /// `int ibv_dereg_mr(struct ibv_mr *mr)`, [`IBV_DEREG_MR_VERSION`].
 pub type ibv_dereg_mr_fn = unsafe extern "C" fn(*mut ibv_mr) -> c_int;
 /// `struct ibv_device **ibv_get_device_list(int *num_devices)`,

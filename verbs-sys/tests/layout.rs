@@ -419,3 +419,66 @@ fn layout_matches_system_header() {
     );
     assert!(v.0.len() > 150, "suspiciously few checks: {}", v.0.len());
 }
+
+/// The DevX UMEM declarations against `<infiniband/mlx5dv.h>` and the
+/// installed libmlx5.so.1 (ibverbs-providers), the same way.
+#[test]
+fn mlx5dv_umem_matches_system_header() {
+    let dir = work_dir();
+    if let Err(err) = cc(&dir, "probe_mlx5.c", "#include <infiniband/mlx5dv.h>\nint main(void) { return 0; }\n", None) {
+        panic!("cannot compile against <infiniband/mlx5dv.h> (libibverbs-dev):\n{err}");
+    }
+    let mut v = Checks::default();
+    layout!(v, "struct mlx5dv_devx_umem", mlx5dv_devx_umem { umem_id });
+    layout!(
+        v,
+        "struct mlx5dv_devx_umem_in",
+        mlx5dv_devx_umem_in { addr, size, access, pgsz_bitmap, comp_mask, dmabuf_fd }
+    );
+    consts!(v, MLX5DV_UMEM_MASK_DMABUF);
+    for (f, ty) in [
+        ("mlx5dv_devx_umem_reg", "struct mlx5dv_devx_umem *(*)(struct ibv_context *, void *, size_t, uint32_t)"),
+        ("mlx5dv_devx_umem_reg_ex", "struct mlx5dv_devx_umem *(*)(struct ibv_context *, struct mlx5dv_devx_umem_in *)"),
+    ] {
+        v.push(format!("prototype of {f} is {ty}"), format!("__builtin_types_compatible_p(__typeof__(&{f}), {ty})"), 1);
+    }
+    for (name, ver) in [
+        (c"mlx5dv_devx_umem_reg", MLX5DV_DEVX_UMEM_REG_VERSION),
+        (c"mlx5dv_devx_umem_reg_ex", MLX5DV_DEVX_UMEM_REG_EX_VERSION),
+    ] {
+        v.push(
+            format!("dlvsym({name:?}, {ver:?}) in libmlx5.so.1"),
+            format!("dlvsym(lib, {}, {}) != NULL", c_str_lit(name), c_str_lit(ver)),
+            1,
+        );
+    }
+    let mut src = String::from(
+        "#include <infiniband/mlx5dv.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n\
+         #include <dlfcn.h>\n\nint main(void)\n{\n\
+         \tvoid *lib = dlopen(\"libmlx5.so.1\", RTLD_NOW | RTLD_LOCAL);\n\
+         \tif (!lib) { fprintf(stderr, \"dlopen libmlx5.so.1: %s\\n\", dlerror()); return 1; }\n",
+    );
+    for (i, c) in v.0.iter().enumerate() {
+        src.push_str(&format!("\tprintf(\"{i} %lld\\n\", (long long)({}));\n", c.c_expr));
+    }
+    src.push_str("\treturn 0;\n}\n");
+    let exe = dir.join("layout_mlx5");
+    if let Err(err) = cc(&dir, "layout_mlx5.c", &src, Some(&exe)) {
+        panic!("generated layout_mlx5.c does not compile:\n{err}");
+    }
+    let out = Command::new(&exe).output().expect("run generated mlx5 layout program");
+    assert!(out.status.success(), "mlx5 layout program failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut c_values = vec![None; v.0.len()];
+    for line in stdout.lines() {
+        let (k, val) = line.split_once(' ').unwrap();
+        c_values[k.parse::<usize>().unwrap()] = Some(val.parse::<i64>().unwrap());
+    }
+    let mismatches: Vec<String> =
+        v.0.iter()
+            .zip(&c_values)
+            .filter(|(c, cv)| **cv != Some(c.rust))
+            .map(|(c, cv)| format!("  {}: C {:?}, Rust {}", c.what, cv, c.rust))
+            .collect();
+    assert!(mismatches.is_empty(), "mlx5dv checks differ:\n{}", mismatches.join("\n"));
+}

@@ -14,7 +14,7 @@ static char fake_mr[256];
 /* How many calls reached the stub: proves the shim forwarded. */
 unsigned long daxbench_stub_calls;
 
-void *ibv_reg_mr_iova2(void *pd, void *addr, size_t length, uint64_t iova, unsigned int access)
+static void *reg(void *pd, void *addr, size_t length, uint64_t iova, unsigned int access)
 {
 	(void)pd;
 	(void)addr;
@@ -24,3 +24,15 @@ void *ibv_reg_mr_iova2(void *pd, void *addr, size_t length, uint64_t iova, unsig
 	daxbench_stub_calls++;
 	return fake_mr;
 }
+
+void *ibv_reg_mr_iova2(void *pd, void *addr, size_t length, uint64_t iova, unsigned int access)
+{
+	return reg(pd, addr, length, iova, access);
+}
+
+/*
+ * The stub itself, for the direct-call baseline. Not dlvsym("ibv_reg_mr_iova2"):
+ * in a bench binary that links daxguard, its dlsym wrapper answers that with
+ * daxguard's export. A static function, so no symbol lookup can replace it.
+ */
+void *(*const daxbench_stub_reg)(void *, void *, size_t, uint64_t, unsigned int) = reg;

@@ -46,10 +46,13 @@ impl Stub {
         unsafe {
             let h = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
             assert!(!h.is_null(), "dlopen {out}");
-            let reg = libc::dlvsym(h, c"ibv_reg_mr_iova2".as_ptr(), c"IBVERBS_1.8".as_ptr());
+            // The stub's own function, not dlvsym("ibv_reg_mr_iova2"): the
+            // daxguard rlib linked here wraps dlvsym and would answer that
+            // with its export (stub.c).
+            let reg = libc::dlsym(h, c"daxbench_stub_reg".as_ptr()) as *const *mut c_void;
             let calls = libc::dlsym(h, c"daxbench_stub_calls".as_ptr());
             assert!(!reg.is_null() && !calls.is_null(), "stub symbols missing");
-            Stub { reg: std::mem::transmute::<*mut c_void, RegMrIova2>(reg), calls: calls as *const u64 }
+            Stub { reg: std::mem::transmute::<*mut c_void, RegMrIova2>(*reg), calls: calls as *const u64 }
         }
     }
 
@@ -73,6 +76,10 @@ pub fn export_against_direct(group: &str, export_id: &str) {
     let pd = pd.as_mut_ptr().cast();
     let access = verbs_sys::IBV_ACCESS_LOCAL_WRITE;
 
+    assert_ne!(
+        stub.reg as *const () as usize, ibv_reg_mr_iova2 as *const () as usize,
+        "the baseline must be the stub, not the export"
+    );
     let before = stub.calls();
     // SAFETY: arguments as ibv_reg_mr(3) wants them; the stub ignores them.
     let mr = unsafe { ibv_reg_mr_iova2(pd, addr, 4096, addr as u64, access) };

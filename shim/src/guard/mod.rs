@@ -106,6 +106,19 @@ struct Outcome<R> {
     action: &'static str,
 }
 
+/// Says `line` once per process (per `flag`), unless the settings keep the
+/// shim quiet (`DAXGUARD_QUIET=1`, or the `audit` and `off` modes). For
+/// lines said outside a registration (the `dlsym` wrapper, a consumer's
+/// own notes); reads the settings if nothing has yet.
+pub(crate) fn say_once_unless_quiet(flag: &AtomicBool, line: impl FnOnce() -> String) {
+    if flag.load(Ordering::Relaxed) {
+        return;
+    }
+    let quiet =
+        catch_unwind(setup).is_ok_and(|s| s.settings.quiet || matches!(s.settings.mode, Mode::Audit | Mode::Off));
+    say_once(flag, quiet, line);
+}
+
 /// Guards one call. `forward(on_demand)` makes the real call (asking for an
 /// on-demand pin instead when `on_demand`); `answer` says how the API
 /// reports a refusal (`EOPNOTSUPP`, what the kernel itself answers for

@@ -17,11 +17,10 @@ use crate::intercept::libc::decoded;
 use crate::intercept::resolve::Real;
 use crate::sys::{Errno, stderr_line};
 
-static REGISTER_BUFFERS: Real = Real::in_library(c"liburing.so.2", c"io_uring_register_buffers", c"LIBURING_2.0");
-static REGISTER_BUFFERS_TAGS: Real =
-    Real::in_library(c"liburing.so.2", c"io_uring_register_buffers_tags", c"LIBURING_2.1");
-static UPDATE_TAG: Real = Real::in_library(c"liburing.so.2", c"io_uring_register_buffers_update_tag", c"LIBURING_2.1");
-static REGISTER: Real = Real::in_library(c"liburing.so.2", c"io_uring_register", c"LIBURING_2.3");
+static REGISTER_BUFFERS: Real = Real::new(c"liburing.so.2", c"io_uring_register_buffers", c"LIBURING_2.0");
+static REGISTER_BUFFERS_TAGS: Real = Real::new(c"liburing.so.2", c"io_uring_register_buffers_tags", c"LIBURING_2.1");
+static UPDATE_TAG: Real = Real::new(c"liburing.so.2", c"io_uring_register_buffers_update_tag", c"LIBURING_2.1");
+static REGISTER: Real = Real::new(c"liburing.so.2", c"io_uring_register", c"LIBURING_2.3");
 
 /// The real function, or `-ENOSYS` (liburing's way) after saying so once.
 fn real(r: &Real, ours: *const c_void) -> Result<*mut c_void, c_int> {

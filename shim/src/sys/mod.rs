@@ -126,3 +126,21 @@ pub(crate) fn stderr_line(line: &str) {
     // SAFETY: writing our own buffer to fd 2.
     unsafe { libc::write(2, buf.as_ptr().cast(), buf.len()) };
 }
+
+/// The file name of the loaded object containing `addr` (`dladdr(3)`).
+#[cfg(all(feature = "interpose", target_arch = "x86_64"))]
+pub(crate) fn object_name(addr: *mut std::ffi::c_void) -> Option<String> {
+    let mut info = libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    // SAFETY: dladdr fills `info`; dli_fname, when set, is a NUL-terminated name.
+    unsafe {
+        if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned())
+    }
+}

@@ -14,33 +14,48 @@
 //! exact `verbs-sys` types of the symbols and versions they were looked up by.
 #![allow(unsafe_code)]
 
-use std::ffi::{c_int, c_void};
+use std::ffi::{CStr, c_int, c_void};
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use verbs_sys::*;
 
 use crate::guard::{Answer, Buffer, Call, guard};
+#[cfg(target_arch = "x86_64")]
+use crate::intercept::pointers::Guarded;
 use crate::intercept::resolve::Real;
 use crate::sys::{Errno, stderr_line};
 use crate::types::Consumer;
 
-static REG_MR: Real = Real::new(c"ibv_reg_mr", IBV_REG_MR_VERSION);
-static REG_MR_IOVA: Real = Real::new(c"ibv_reg_mr_iova", IBV_REG_MR_IOVA_VERSION);
-static REG_MR_IOVA2: Real = Real::new(c"ibv_reg_mr_iova2", IBV_REG_MR_IOVA2_VERSION);
-static REREG_MR: Real = Real::new(c"ibv_rereg_mr", IBV_REREG_MR_VERSION);
-static REG_MR_EX: Real = Real::new(c"ibv_reg_mr_ex", IBV_REG_MR_EX_VERSION);
+const LIBIBVERBS: &CStr = c"libibverbs.so.1";
+static REG_MR: Real = Real::new(LIBIBVERBS, c"ibv_reg_mr", IBV_REG_MR_VERSION);
+static REG_MR_IOVA: Real = Real::new(LIBIBVERBS, c"ibv_reg_mr_iova", IBV_REG_MR_IOVA_VERSION);
+static REG_MR_IOVA2: Real = Real::new(LIBIBVERBS, c"ibv_reg_mr_iova2", IBV_REG_MR_IOVA2_VERSION);
+static REREG_MR: Real = Real::new(LIBIBVERBS, c"ibv_rereg_mr", IBV_REREG_MR_VERSION);
+static REG_MR_EX: Real = Real::new(LIBIBVERBS, c"ibv_reg_mr_ex", IBV_REG_MR_EX_VERSION);
+
+/// What the `dlsym` wrapper hands out in place of libibverbs' own pointers.
+#[cfg(target_arch = "x86_64")]
+pub(crate) static GUARDED: [Guarded; 5] = [
+    Guarded::new(|| ibv_reg_mr as *const c_void, &REG_MR),
+    Guarded::new(|| ibv_reg_mr_iova as *const c_void, &REG_MR_IOVA),
+    Guarded::new(|| ibv_reg_mr_iova2 as *const c_void, &REG_MR_IOVA2),
+    Guarded::new(|| ibv_rereg_mr as *const c_void, &REREG_MR),
+    Guarded::new(|| ibv_reg_mr_ex as *const c_void, &REG_MR_EX),
+];
 
 static SAID_MISSING: AtomicBool = AtomicBool::new(false);
 
 /// The real function, or `None` after saying (once) that it is missing and
 /// setting errno to ENOSYS, as a call into a missing library would fail.
-fn real(r: &Real, ours: *const c_void) -> Option<*mut c_void> {
+pub(super) fn real(r: &Real, ours: *const c_void) -> Option<*mut c_void> {
     let p = r.get(ours);
     if p.is_none() {
         if !SAID_MISSING.swap(true, Ordering::Relaxed) {
+            let lib = r.lib().to_string_lossy();
+            let lib = lib.split(".so").next().unwrap_or_default();
             stderr_line(&format!(
-                "daxguard: cannot find libibverbs' {} (is libibverbs loaded?): failing the call with ENOSYS",
+                "daxguard: cannot find {lib}' {} (is {lib} loaded?): failing the call with ENOSYS",
                 r.name().to_string_lossy()
             ));
         }
@@ -50,7 +65,7 @@ fn real(r: &Real, ours: *const c_void) -> Option<*mut c_void> {
 }
 
 /// Whether the device behind `pd` can take the registration on demand.
-fn device_odp(pd: *mut ibv_pd) -> impl Fn() -> bool {
+pub(super) fn device_odp(pd: *mut ibv_pd) -> impl Fn() -> bool {
     // SAFETY: `pd` was handed to a registration call; libibverbs dereferences it too.
     move || unsafe { super::odp::supported(pd) }
 }

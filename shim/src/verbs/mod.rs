@@ -2,9 +2,12 @@
 //! arguments mean to the pin, and the Rust API around them.
 //!
 //! - `exports`: `ibv_reg_mr` and friends as `LD_PRELOAD` / link-time exports;
+//! - `devx`: libmlx5's `mlx5dv_devx_umem_reg(_ex)`, the same way;
 //! - [`odp`]: does the device behind a pd do on-demand paging;
 //! - [`register`]: [`check`](register::check) and [`register`](register::register) for Rust programs.
 
+#[cfg(feature = "interpose")]
+mod devx;
 #[cfg(feature = "interpose")]
 mod exports;
 #[cfg(feature = "interpose")]
@@ -13,7 +16,15 @@ pub mod register;
 
 use verbs_sys::{IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_ON_DEMAND, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_WRITE};
 
+#[cfg(all(feature = "interpose", target_arch = "x86_64"))]
+use crate::intercept::pointers::Guarded;
 use crate::types::Pin;
+
+/// Every function this consumer guards, for the `dlsym` wrapper.
+#[cfg(all(feature = "interpose", target_arch = "x86_64"))]
+pub(crate) fn guarded() -> impl Iterator<Item = &'static Guarded> {
+    exports::GUARDED.iter().chain(devx::GUARDED.iter())
+}
 
 /// The pin a registration with `access` asks for.
 pub fn pin(access: u32) -> Pin {

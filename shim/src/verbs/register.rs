@@ -86,7 +86,7 @@ impl std::error::Error for RegisterError {
     }
 }
 
-static REG_MR_IOVA2: Real = Real::new(c"ibv_reg_mr_iova2", IBV_REG_MR_IOVA2_VERSION);
+static REG_MR_IOVA2: Real = Real::new(c"libibverbs.so.1", c"ibv_reg_mr_iova2", IBV_REG_MR_IOVA2_VERSION);
 
 /// `ibv_reg_mr()` behind the daxguard check: refuses fs-DAX ranges (unless
 /// `access` asks for `IBV_ACCESS_ON_DEMAND`), else registers with the real
