@@ -26,12 +26,6 @@
  *
  *   REGBENCH-PAIRED vmas=<count> size=<bytes> iters=<n> with_median_ns=<ns> without_median_ns=<ns> ratio=<with/without>
  *
- * Before the sizes, one line for the cold cost: the very first registration
- * of the process (through the macro: with the shim, its first lookup, which
- * may set up the mmap-events map) and one full read of /proc/self/maps:
- *
- *   REGBENCH-COLD vmas=<count> first_ns=<ns> maps_read_ns=<ns>
- *
  * Exit 0; 1 if a registration fails; 2 on a usage error, a missing device or
  * (--paired) no shim in front of libibverbs.
  */
@@ -204,17 +198,6 @@ int main(int argc, char **argv)
 		}
 	}
 
-	{
-		uint64_t t0 = now_ns(), first, maps;
-
-		reg_dereg(pd, base + (bulk_pages + 1) * page, sizes[0], NULL);
-		first = now_ns() - t0;
-		t0 = now_ns();
-		vma_count();
-		maps = now_ns() - t0;
-		printf("REGBENCH-COLD vmas=%ld first_ns=%llu maps_read_ns=%llu\n", have, (unsigned long long)first,
-		       (unsigned long long)maps);
-	}
 	ns = calloc((size_t)iters, sizeof(*ns));
 	ns_without = calloc((size_t)iters, sizeof(*ns_without));
 	if (!ns || !ns_without)

@@ -62,11 +62,7 @@ pub(super) fn at(
 }
 
 /// The next whole line (without its newline) as a range of `buf`.
-pub(super) fn next_line(
-    fd: RawFd,
-    st: &mut Stream,
-    buf: &mut [MaybeUninit<u8>],
-) -> Result<Option<(usize, usize)>, Error> {
+fn next_line(fd: RawFd, st: &mut Stream, buf: &mut [MaybeUninit<u8>]) -> Result<Option<(usize, usize)>, Error> {
     loop {
         // SAFETY: bytes below `st.have` were written by `read`.
         let unread = unsafe { std::slice::from_raw_parts(buf.as_ptr().add(st.done).cast::<u8>(), st.have - st.done) };
@@ -94,14 +90,6 @@ pub(super) fn next_line(
         st.eof = n == 0;
         st.have += n;
     }
-}
-
-/// The bytes `buf[a..b]` of a line [`next_line`] handed out.
-pub(super) fn bytes(buf: &[MaybeUninit<u8>], a: usize, b: usize) -> &[u8] {
-    let b = b.min(buf.len());
-    let a = a.min(b);
-    // SAFETY: `next_line` hands out ranges below `st.have`, which `read` wrote.
-    unsafe { std::slice::from_raw_parts(buf.as_ptr().add(a).cast::<u8>(), b - a) }
 }
 
 /// `read(2)`, retried on `EINTR`.

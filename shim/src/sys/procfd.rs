@@ -133,31 +133,6 @@ static WIPE: WipePage = WipePage([const { AtomicU32::new(0) }; 1024]);
 static WIPE_WORKS: AtomicU8 = AtomicU8::new(0);
 static NEXT_EPOCH: AtomicU32 = AtomicU32::new(1);
 
-/// Marks the wipe-on-fork page when the library is loaded, before the
-/// program has grown: `MADV_WIPEONFORK` splits our `.bss` VMA in up to three,
-/// which fails with `ENOMEM` in a process already at `vm.max_map_count`, and
-/// then every lookup would pay a `getpid` (issue 17). Only where the library
-/// interposes (preloaded, or linked for its exports): one `madvise` at load.
-/// `pthread_atfork` would be cheaper still but misses children made by raw
-/// `clone`/`SYS_fork` and glibc's `_Fork`, which would then use their
-/// parent's descriptors and rings: the kernel's own wipe sees every fork.
-#[cfg(feature = "interpose")]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static MARK_AT_LOAD: extern "C" fn() = mark_at_load;
-
-#[cfg(feature = "interpose")]
-extern "C" fn mark_at_load() {
-    let _ = fork_epoch();
-}
-
-/// How this process tells a forked child from its parent: `wipe-on-fork`
-/// (no syscall) or `pid` (a `getpid` per lookup), for doctor and benchmarks.
-pub fn fork_detection() -> &'static str {
-    let _ = fork_epoch();
-    if WIPE_WORKS.load(Ordering::Relaxed) == 1 { "wipe-on-fork" } else { "pid" }
-}
-
 fn wipe_on_fork() -> bool {
     let (addr, len) = (std::ptr::from_ref(&WIPE) as usize, std::mem::size_of::<WipePage>());
     let page = super::page_size() as usize;
