@@ -2,9 +2,11 @@
 //! arguments mean to the pin, and the Rust API around them.
 //!
 //! - `exports`: `ibv_reg_mr` and friends as `LD_PRELOAD` / link-time exports;
+//! - [`args`]: what `ibv_rereg_mr`'s flags and `ibv_reg_mr_ex`'s attributes ask for;
 //! - [`odp`]: does the device behind a pd do on-demand paging;
 //! - [`register`]: [`check`](register::check) and [`register`](register::register) for Rust programs.
 
+pub mod args;
 #[cfg(feature = "interpose")]
 mod exports;
 #[cfg(feature = "interpose")]
