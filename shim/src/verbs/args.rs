@@ -75,7 +75,7 @@ pub fn reg_mr_ex(attr: &ibv_mr_init_attr) -> Option<Buffer> {
 /// flag is already there).
 pub fn reg_mr_ex_rewritten(attr: &ibv_mr_init_attr, on_demand: bool) -> Option<ibv_mr_init_attr> {
     let access = if on_demand { attr.access as u32 | IBV_ACCESS_ON_DEMAND } else { attr.access as u32 };
-    (access != attr.access as u32).then(|| ibv_mr_init_attr { access: access as c_int, ..*attr })
+    (access != attr.access as u32).then_some(ibv_mr_init_attr { access: access as c_int, ..*attr })
 }
 
 #[cfg(test)]
