@@ -839,7 +839,9 @@ fn valgrind_memcheck_and_helgrind_over_the_burst() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let small = ["--iters", "30", "--fork-every", "10"];
+    // DAXGUARD_VALGRIND_ITERS=200 for the longer run in docs/reliability.md.
+    let iters = std::env::var("DAXGUARD_VALGRIND_ITERS").unwrap_or_else(|_| "30".into());
+    let small = ["--iters", iters.as_str(), "--fork-every", "10"];
     for tool in ["memcheck", "helgrind"] {
         let vg = dir.path().join(tool);
         std::fs::create_dir(&vg).unwrap();
