@@ -50,8 +50,9 @@ finish() {
 }
 
 # What building and the host tests need, beyond the Rust toolchain.
+# libpython3.11-testsuite: CPython's own tests, run under the preload (tests/foreign/cpython.sh).
 BUILD_PACKAGES=(build-essential pkg-config cmake clang libclang-dev libibverbs-dev ibverbs-providers
-	liburing-dev libv4l-dev binutils strace util-linux python3)
+	liburing-dev libv4l-dev binutils strace util-linux python3 libpython3.11-testsuite valgrind)
 
 install_build_deps() {
 	[[ $(id -u) == 0 ]] || die "run as root: the tests install packages and mount filesystems"

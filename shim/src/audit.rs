@@ -3,7 +3,9 @@
 //! Each record is built in memory and written with a single `write(2)` on an
 //! `O_APPEND` descriptor, so records from concurrent threads and processes
 //! never interleave. The file is opened `O_NOFOLLOW|O_CLOEXEC` and created
-//! 0600. The schema is documented in `docs/policy.md`.
+//! 0600, and moved to a high number (as the `/proc` descriptors are), so
+//! the program's next descriptor is the one it would get without us. The
+//! schema is documented in `docs/policy.md`.
 //!
 //! # Safety
 //! `open`/`write` on a path and buffers we own; `syslog` with a `%s` format.
@@ -15,9 +17,9 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
-use crate::sys::Errno;
 use crate::sys::lock::try_lock_briefly;
-use crate::sys::procfd::fstat_id;
+use crate::sys::procfd::{fstat_id, move_high};
+use crate::sys::{Errno, without_sigpipe, write_quietly};
 
 /// The keys of every record [`Record::to_json`] writes, in order (the
 /// schema in `docs/policy.md`).
@@ -178,8 +180,14 @@ impl Sink {
             Sink::File(log) => log.write(line),
             Sink::Syslog => {
                 if let Ok(c) = CString::new(line.trim_end()) {
-                    // SAFETY: constant "%s" format with a NUL-terminated argument.
-                    unsafe { libc::syslog(libc::LOG_USER | libc::LOG_INFO, c"%s".as_ptr(), c.as_ptr()) };
+                    // glibc sends with MSG_NOSIGNAL, but a program that called
+                    // openlog(LOG_PERROR) has each message copied to stderr,
+                    // which may be a pipe with no reader: no SIGPIPE either way.
+                    without_sigpipe(|| {
+                        // SAFETY: constant "%s" format with a NUL-terminated argument.
+                        unsafe { libc::syslog(libc::LOG_USER | libc::LOG_INFO, c"%s".as_ptr(), c.as_ptr()) };
+                        ((), true)
+                    });
                 }
             }
         }
@@ -189,9 +197,9 @@ impl Sink {
 impl LogFile {
     fn write(&self, line: &str) {
         let Some(fd) = self.ours().or_else(|| self.reopened()) else { return };
-        // SAFETY: writing our own buffer to our own descriptor. A short write
-        // to a regular O_APPEND file only happens on a full disk.
-        unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+        // A short write to a regular O_APPEND file only happens on a full
+        // disk; the path may also name a FIFO whose reader is gone: no SIGPIPE.
+        write_quietly(fd, line.as_bytes());
     }
 
     /// Our descriptor, if it still is the log we opened.
@@ -224,6 +232,9 @@ fn open_log(path: &CString) -> Result<(RawFd, (u64, u64)), Errno> {
     if fd < 0 {
         return Err(Errno::last());
     }
+    // Not the lowest free number: the program's next open() gets the number
+    // it would get without us.
+    let fd = move_high(fd);
     Ok((fd, fstat_id(fd).unwrap_or((0, 0))))
 }
 
@@ -288,10 +299,14 @@ mod tests {
         // SAFETY: closing our own descriptor, as closefrom would.
         unsafe { libc::close(ours) };
         let theirs = std::fs::File::create(dir.join("theirs")).unwrap();
-        assert_eq!(std::os::fd::AsRawFd::as_raw_fd(&theirs), ours, "the number was reused");
+        assert_ne!(std::os::fd::AsRawFd::as_raw_fd(&theirs), ours, "the log's descriptor sits high");
+        // SAFETY: dup2 onto the number we just closed, as a program reusing it would.
+        assert_eq!(unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&theirs), ours) }, ours);
         sink.write("{}\n");
         assert_eq!(std::fs::read_to_string(dir.join("theirs")).unwrap(), "");
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "{}\n{}\n{}\n");
+        // SAFETY: closing the duplicate this test made.
+        unsafe { libc::close(ours) };
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

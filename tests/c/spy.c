@@ -11,6 +11,10 @@
  *   DAXSPY_STUB=1     do not forward: return NULL (int entries: -1) with
  *                     errno ENODEV. For hosts without a device, where the real
  *                     function would dereference a fake pd.
+ *   DAXSPY_STUB=ok    do not forward: succeed, errno untouched (a
+ *                     thread's own fake struct ibv_mr, never to be
+ *                     deregistered; ibv_rereg_mr: 0). Read at every call, so
+ *                     a program can switch between the two with setenv().
  *
  * The exports are plain (unversioned) so they satisfy any versioned reference.
  * Note: libibverbs' own ibv_reg_mr and ibv_reg_mr_iova call ibv_reg_mr_iova2
@@ -55,6 +59,24 @@ static int stubbed(void)
 	return s && strcmp(s, "1") == 0;
 }
 
+static int stubbed_ok(void)
+{
+	const char *s = getenv("DAXSPY_STUB");
+
+	return s && strcmp(s, "ok") == 0;
+}
+
+/* DAXSPY_STUB=ok's answer: an MR that looks registered, errno untouched. */
+static struct ibv_mr *fake_mr(struct ibv_pd *pd, void *addr, size_t length)
+{
+	static __thread struct ibv_mr mr;
+
+	mr.pd = pd;
+	mr.addr = addr;
+	mr.length = length;
+	return &mr;
+}
+
 /*
  * The next definition after us (libibverbs, normally). RTLD_NEXT misses it
  * when the program dlopen()ed libibverbs RTLD_LOCAL, hence the NOLOAD
@@ -89,6 +111,8 @@ struct ibv_mr *(ibv_reg_mr)(struct ibv_pd *pd, void *addr, size_t length, int ac
 	struct ibv_mr *(*real)(struct ibv_pd *, void *, size_t, int);
 
 	spy_log("ibv_reg_mr", (uintptr_t)addr, length, access);
+	if (stubbed_ok())
+		return fake_mr(pd, addr, length);
 	if (stubbed()) {
 		errno = ENODEV;
 		return NULL;
@@ -108,6 +132,8 @@ struct ibv_mr *(ibv_reg_mr_iova)(struct ibv_pd *pd, void *addr, size_t length,
 	struct ibv_mr *(*real)(struct ibv_pd *, void *, size_t, uint64_t, int);
 
 	spy_log("ibv_reg_mr_iova", (uintptr_t)addr, length, access);
+	if (stubbed_ok())
+		return fake_mr(pd, addr, length);
 	if (stubbed()) {
 		errno = ENODEV;
 		return NULL;
@@ -127,6 +153,8 @@ struct ibv_mr *ibv_reg_mr_iova2(struct ibv_pd *pd, void *addr, size_t length,
 	struct ibv_mr *(*real)(struct ibv_pd *, void *, size_t, uint64_t, unsigned int);
 
 	spy_log("ibv_reg_mr_iova2", (uintptr_t)addr, length, (int)access);
+	if (stubbed_ok())
+		return fake_mr(pd, addr, length);
 	if (stubbed()) {
 		errno = ENODEV;
 		return NULL;
@@ -146,6 +174,8 @@ int ibv_rereg_mr(struct ibv_mr *mr, int flags, struct ibv_pd *pd, void *addr,
 	int (*real)(struct ibv_mr *, int, struct ibv_pd *, void *, size_t, int);
 
 	spy_log("ibv_rereg_mr", (uintptr_t)addr, length, access);
+	if (stubbed_ok())
+		return 0;
 	if (stubbed()) {
 		errno = ENODEV;
 		return -1;
@@ -166,6 +196,8 @@ struct ibv_mr *ibv_reg_dmabuf_mr(struct ibv_pd *pd, uint64_t offset, size_t leng
 	struct ibv_mr *(*real)(struct ibv_pd *, uint64_t, size_t, uint64_t, int, int);
 
 	spy_log("ibv_reg_dmabuf_mr", iova, length, access);
+	if (stubbed_ok())
+		return fake_mr(pd, NULL, length);
 	if (stubbed()) {
 		errno = ENODEV;
 		return NULL;
@@ -176,4 +208,44 @@ struct ibv_mr *ibv_reg_dmabuf_mr(struct ibv_pd *pd, uint64_t offset, size_t leng
 		return NULL;
 	}
 	return real(pd, offset, length, iova, fd, access);
+}
+
+/*
+ * ibv_reg_mr_ex@IBVERBS_1.15 (rdma-core 57+). Older verbs.h do not declare
+ * it, newer ones do with struct ibv_mr_init_attr: the C name is our own and
+ * the symbol is set with an asm label, so either header compiles. The
+ * fields read are upstream's layout: length @0, access @8, comp_mask @16,
+ * addr @32 (valid with IBV_REG_MR_MASK_ADDR, 1 << 1).
+ */
+struct spy_mr_init_attr {
+	size_t length;
+	int access;
+	uint64_t comp_mask, iova;
+	void *addr;
+	int fd;
+	uint64_t fd_offset;
+	void *dmah;
+};
+
+struct ibv_mr *spy_reg_mr_ex(struct ibv_pd *pd, struct spy_mr_init_attr *attr) __asm__("ibv_reg_mr_ex");
+
+struct ibv_mr *spy_reg_mr_ex(struct ibv_pd *pd, struct spy_mr_init_attr *attr)
+{
+	static void *cache;
+	struct ibv_mr *(*real)(struct ibv_pd *, struct spy_mr_init_attr *);
+	void *addr = attr && (attr->comp_mask & 2) ? attr->addr : NULL;
+
+	spy_log("ibv_reg_mr_ex", (uintptr_t)addr, attr ? attr->length : 0, attr ? attr->access : 0);
+	if (stubbed_ok())
+		return fake_mr(pd, addr, attr ? attr->length : 0);
+	if (stubbed()) {
+		errno = ENODEV;
+		return NULL;
+	}
+	real = real_fn(&cache, "ibv_reg_mr_ex", "IBVERBS_1.15");
+	if (!real) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	return real(pd, attr);
 }

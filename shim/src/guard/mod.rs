@@ -125,14 +125,20 @@ pub(crate) fn say_once_unless_quiet(flag: &AtomicBool, line: impl FnOnce() -> St
 /// fs-DAX) and a failure. errno on return is exactly what the provider left,
 /// or the refusal's: the lookups' own errnos never leak to the caller.
 pub(crate) fn guard<R: Copy>(call: Call, forward: impl Fn(bool) -> R, answer: Answer<R>) -> R {
+    // Saved before anything else: the first call's setup opens the log and
+    // may complain on stderr, and neither may change what the provider sees.
+    let caller_errno = Errno::last();
     let Some(_inside) = Inside::enter() else {
         return forward(false); // libibverbs calling itself through the PLT: already checked
     };
-    let Ok(s) = catch_unwind(setup) else { return forward(false) };
+    let unguarded = || {
+        caller_errno.set();
+        forward(false)
+    };
+    let Ok(s) = catch_unwind(setup) else { return unguarded() };
     if s.settings.mode == Mode::Off {
-        return forward(false);
+        return unguarded();
     }
-    let caller_errno = Errno::last();
     let mut pre = catch_unwind(AssertUnwindSafe(|| before(s, &call))).unwrap_or_else(|_| Pre::unjudged());
     SEEN.fetch_add(1, Ordering::Relaxed);
     DECIDE_NS.fetch_add(pre.decide_ns, Ordering::Relaxed);

@@ -5,7 +5,9 @@
 //! call with their own `syscall` instruction, so only the functions can be
 //! interposed), `syscall(SYS_io_uring_register, ...)`, and liburing's own
 //! `io_uring_register()`. Each decodes to the iovecs the kernel would pin;
-//! [`iovecs`] reads them as the kernel's `copy_from_user` would.
+//! [`iovecs`] reads them as the kernel's `copy_from_user` would. The
+//! meaning of the bytes ([`register_with`], [`iovecs_in`], [`rsrc_array`])
+//! is pure, over a reader the `io_uring_register` fuzz target fakes.
 //!
 //! # References
 //! - `IORING_REGISTER_BUFFERS`, `_BUFFERS2`, `_BUFFERS_UPDATE`, `struct
@@ -19,19 +21,19 @@ pub(crate) mod exports;
 pub(crate) mod guarded;
 
 use crate::abi::{u32_at, u64_at};
-use crate::sys::read_own_memory;
+use crate::sys::{Errno, read_own_memory};
 use crate::types::Buffer;
 
 pub const IORING_REGISTER_BUFFERS: u32 = 0;
 pub const IORING_REGISTER_BUFFERS2: u32 = 15;
 pub const IORING_REGISTER_BUFFERS_UPDATE: u32 = 16;
 /// Set on the opcode when `fd` is a registered ring index (6.3+).
-const IORING_REGISTER_USE_REGISTERED_RING: u32 = 1 << 31;
+pub const IORING_REGISTER_USE_REGISTERED_RING: u32 = 1 << 31;
 /// The kernel's limit on one registration (`IORING_MAX_REG_BUFFERS`).
-const MAX_REG_BUFFERS: usize = 1 << 14;
+pub const MAX_REG_BUFFERS: usize = 1 << 14;
 /// `struct io_uring_rsrc_register` and `struct io_uring_rsrc_update2`: 32 bytes each.
-const RSRC_SIZE: usize = 32;
-const IOVEC_SIZE: usize = 16;
+pub const RSRC_SIZE: usize = 32;
+pub const IOVEC_SIZE: usize = 16;
 
 /// Whether an `io_uring_register` opcode registers buffers (a cheap test).
 pub fn registers_buffers(opcode: u32) -> bool {
@@ -57,38 +59,76 @@ pub fn decode_register(fd: i32, opcode: u32, arg: u64, nr_args: u32) -> Option<V
     if opcode & IORING_REGISTER_USE_REGISTERED_RING == 0 && !is_ring(fd) {
         return None;
     }
+    register_with(opcode, arg, nr_args, &mut read_own_memory)
+}
+
+/// The pure part of [`decode_register`]: what the arguments ask to pin,
+/// reading user memory only with `read` (`read_own_memory` in the
+/// library, a fake address space in the fuzzer), and only what the kernel
+/// itself copies: the 32-byte `struct io_uring_rsrc_register` /
+/// `_update2` at `arg` when `nr_args` is 32, then `nr` iovecs at its
+/// `data`; for `IORING_REGISTER_BUFFERS`, `nr_args` iovecs at `arg`.
+pub fn register_with(
+    opcode: u32,
+    arg: u64,
+    nr_args: u32,
+    read: &mut impl FnMut(u64, &mut [u8]) -> Result<(), Errno>,
+) -> Option<Vec<Buffer>> {
     match opcode & !IORING_REGISTER_USE_REGISTERED_RING {
-        IORING_REGISTER_BUFFERS => iovecs(arg, nr_args as usize),
-        IORING_REGISTER_BUFFERS2 | IORING_REGISTER_BUFFERS_UPDATE => {
+        IORING_REGISTER_BUFFERS => iovecs_with(arg, nr_args as usize, read),
+        op @ (IORING_REGISTER_BUFFERS2 | IORING_REGISTER_BUFFERS_UPDATE) => {
             if nr_args as usize != RSRC_SIZE {
                 return None; // the kernel checks the size: EINVAL
             }
             let mut r = [0u8; RSRC_SIZE];
-            read_own_memory(arg, &mut r).ok()?;
-            // rsrc_register: nr at 0, data at 16; rsrc_update2: data at 8, nr at 24.
-            let (data, nr) = if opcode & !IORING_REGISTER_USE_REGISTERED_RING == IORING_REGISTER_BUFFERS2 {
-                (u64_at(&r, 16), u32_at(&r, 0))
-            } else {
-                (u64_at(&r, 8), u32_at(&r, 24))
-            };
+            read(arg, &mut r).ok()?;
+            let (data, nr) = rsrc_array(op, &r);
             if data == 0 {
                 return None; // IORING_RSRC_REGISTER_SPARSE: an empty table
             }
-            iovecs(data, nr as usize)
+            iovecs_with(data, nr as usize, read)
         }
         _ => None,
+    }
+}
+
+/// Where the iovec array of a `struct io_uring_rsrc_register`
+/// (`IORING_REGISTER_BUFFERS2`: `nr` at 0, `data` at 16) or `struct
+/// io_uring_rsrc_update2` (`IORING_REGISTER_BUFFERS_UPDATE`: `data` at 8,
+/// `nr` at 24) is: `(data, nr)`.
+pub fn rsrc_array(opcode: u32, r: &[u8; RSRC_SIZE]) -> (u64, u32) {
+    if opcode & !IORING_REGISTER_USE_REGISTERED_RING == IORING_REGISTER_BUFFERS2 {
+        (u64_at(r, 16), u32_at(r, 0))
+    } else {
+        (u64_at(r, 8), u32_at(r, 24))
     }
 }
 
 /// `count` iovecs at `addr`, without the sparse entries (`NULL`, 0) that
 /// pin nothing; `None` if the kernel would refuse the array itself.
 pub fn iovecs(addr: u64, count: usize) -> Option<Vec<Buffer>> {
+    iovecs_with(addr, count, &mut read_own_memory)
+}
+
+/// [`iovecs`], reading with `read`.
+pub fn iovecs_with(
+    addr: u64,
+    count: usize,
+    read: &mut impl FnMut(u64, &mut [u8]) -> Result<(), Errno>,
+) -> Option<Vec<Buffer>> {
     if count == 0 || count > MAX_REG_BUFFERS {
         return None;
     }
     let mut raw = vec![0u8; count * IOVEC_SIZE];
-    read_own_memory(addr, &mut raw).ok()?;
-    let all = raw.chunks(IOVEC_SIZE).map(|v| Buffer { addr: u64_at(v, 0), len: u64_at(v, 8) });
+    read(addr, &mut raw).ok()?;
+    iovecs_in(&raw)
+}
+
+/// The pinned buffers of an iovec array's bytes (whole 16-byte entries:
+/// `iov_base` at 0, `iov_len` at 8): every entry with a length, in order;
+/// `None` if none has one.
+pub fn iovecs_in(raw: &[u8]) -> Option<Vec<Buffer>> {
+    let all = raw.chunks_exact(IOVEC_SIZE).map(|v| Buffer { addr: u64_at(v, 0), len: u64_at(v, 8) });
     let pinned: Vec<Buffer> = all.filter(|b| b.len > 0).collect();
     (!pinned.is_empty()).then_some(pinned)
 }

@@ -28,6 +28,7 @@ impl Errno {
     pub const ENXIO: Errno = Errno(libc::ENXIO);
     pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
     pub const EPERM: Errno = Errno(libc::EPERM);
+    pub const EPIPE: Errno = Errno(libc::EPIPE);
 
     pub const fn from_raw(raw: i32) -> Errno {
         Errno(raw)

@@ -90,14 +90,141 @@ pub(crate) fn ioctl(fd: i32, request: u32, arg: *mut libc::c_void) -> i32 {
     unsafe { libc::ioctl(fd, request as _, arg) }
 }
 
-/// One line on stderr with a single write; errors are ignored (stderr may be closed).
+/// One line on stderr with a single write; errors are ignored (stderr may
+/// be closed). Neither errno nor the program's signals notice it: see
+/// [`write_quietly`].
 #[cfg(feature = "interpose")]
 pub(crate) fn stderr_line(line: &str) {
     let mut buf = String::with_capacity(line.len() + 1);
     buf.push_str(line);
     buf.push('\n');
-    // SAFETY: writing our own buffer to fd 2.
-    unsafe { libc::write(2, buf.as_ptr().cast(), buf.len()) };
+    write_quietly(2, buf.as_bytes());
+}
+
+/// `write(fd, bytes)`, once, as the program cannot notice it: errno is left
+/// as it was, and a write to a pipe whose reader is gone does not raise
+/// `SIGPIPE` (whose default action would end the program for a line it
+/// never asked for). Returns what `write` returned.
+///
+/// `SIGPIPE` is blocked in this thread around the write, so the kernel
+/// queues it instead of delivering it; if the write failed with `EPIPE`
+/// and `SIGPIPE` was not already pending before (the program's own, which
+/// must stay), the one the write raised is taken back with a zero-timeout
+/// `sigtimedwait`; then the thread's mask is restored exactly. (A `SIGPIPE`
+/// another process sends in that window of microseconds would be taken with
+/// it: standard signals do not queue twice, so the two cannot be told apart.)
+pub(crate) fn write_quietly(fd: i32, bytes: &[u8]) -> isize {
+    without_sigpipe(|| {
+        // SAFETY: writing our own buffer; a bad descriptor is EBADF.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        (n, n < 0 && Errno::last() == Errno::EPIPE)
+    })
+}
+
+/// Runs `f` with `SIGPIPE` blocked in this thread and errno saved; `f`
+/// returns its result and whether it may have raised `SIGPIPE` (a write
+/// that failed with `EPIPE`; for a call whose errno is not ours to see,
+/// `true`). A `SIGPIPE` raised by `f` is consumed unless one was already
+/// pending; the signal mask and errno are then restored.
+pub(crate) fn without_sigpipe<R>(f: impl FnOnce() -> (R, bool)) -> R {
+    let saved = Errno::last();
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    let (mut pipe, mut old, mut pending): (libc::sigset_t, libc::sigset_t, libc::sigset_t) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: valid sigset pointers, a valid signal number.
+    let blocked = unsafe {
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old) == 0
+    };
+    // SAFETY: a valid out-pointer; the set is read only after sigpending filled it.
+    let was_pending = unsafe { libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, libc::SIGPIPE) == 1 };
+    let (result, may_have_raised) = f();
+    if blocked {
+        if may_have_raised && !was_pending {
+            let now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: valid set and timeout; no siginfo wanted. EAGAIN if none is pending.
+            unsafe { libc::sigtimedwait(&pipe, std::ptr::null_mut(), &now) };
+        }
+        // SAFETY: the mask this thread had on entry.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    }
+    saved.set();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sigset(signals: &[i32]) -> libc::sigset_t {
+        // SAFETY: plain data, initialised by sigemptyset.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid set and signal numbers.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            for &s in signals {
+                libc::sigaddset(&mut set, s);
+            }
+        }
+        set
+    }
+
+    fn mask() -> Vec<i32> {
+        // SAFETY: plain data filled by pthread_sigmask.
+        let mut cur: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: querying this thread's mask.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut cur) };
+        // SAFETY: a filled set.
+        (1..65).filter(|&s| unsafe { libc::sigismember(&cur, s) } == 1).collect()
+    }
+
+    fn sigpipe_pending() -> bool {
+        // SAFETY: plain data filled by sigpending.
+        let mut p: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid out-pointer, then a filled set.
+        unsafe { libc::sigpending(&mut p) == 0 && libc::sigismember(&p, libc::SIGPIPE) == 1 }
+    }
+
+    /// A pipe whose reader is gone: each write raises SIGPIPE (ignored by
+    /// Rust test binaries, but queued while blocked, so it would show).
+    #[test]
+    fn a_write_to_a_broken_pipe_raises_no_sigpipe_and_keeps_errno_and_mask() {
+        let mut fds = [0; 2];
+        // SAFETY: a valid out-array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        procfd::close(fds[0]);
+        let other = sigset(&[libc::SIGUSR2]);
+        // SAFETY: blocking SIGUSR2 in this test thread only.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &other, std::ptr::null_mut()) };
+        let before = mask();
+        Errno::ENOTTY.set();
+        assert_eq!(write_quietly(fds[1], b"line\n"), -1);
+        assert_eq!(Errno::last(), Errno::ENOTTY, "errno kept");
+        assert_eq!(mask(), before, "mask restored");
+        assert!(!sigpipe_pending(), "the SIGPIPE the write raised was taken back");
+
+        // The program's own pending SIGPIPE stays pending.
+        let pipe = sigset(&[libc::SIGPIPE]);
+        // SAFETY: blocking SIGPIPE here, then raising it at this thread.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, std::ptr::null_mut());
+            libc::pthread_kill(libc::pthread_self(), libc::SIGPIPE);
+        }
+        assert!(sigpipe_pending());
+        let before = mask();
+        write_quietly(fds[1], b"line\n");
+        assert_eq!(mask(), before);
+        assert!(sigpipe_pending(), "the program's SIGPIPE is not ours to take");
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: consuming it, and restoring this thread's mask.
+        unsafe {
+            assert_eq!(libc::sigtimedwait(&pipe, std::ptr::null_mut(), &zero), libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &pipe, std::ptr::null_mut());
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &other, std::ptr::null_mut());
+        }
+        procfd::close(fds[1]);
+    }
 }
 
 /// The file name of the loaded object containing `addr` (`dladdr(3)`).

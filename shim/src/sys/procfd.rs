@@ -146,7 +146,7 @@ fn wipe_on_fork() -> bool {
 /// holds (half the soft `RLIMIT_NOFILE`, at most 512): after a close-all loop
 /// or `closefrom`, the program's next files take the lowest free numbers, so
 /// ours is not silently replaced by one of them.
-fn move_high(fd: RawFd) -> RawFd {
+pub(crate) fn move_high(fd: RawFd) -> RawFd {
     // SAFETY: plain data filled by getrlimit.
     let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
     // SAFETY: `lim` is a valid out-pointer.

@@ -7,6 +7,8 @@
 //! [`decode`] reads the `struct v4l2_buffer` (and its planes) the way the
 //! kernel's `video_usercopy()` does, with `process_vm_readv`, so an address
 //! the kernel could not read is answered by the kernel, never a crash here.
+//! What the bytes mean is [`queued`], a pure function over them (and a
+//! reader for the plane array), which the `v4l2_buffer` fuzz target drives.
 //!
 //! # References
 //! - `struct v4l2_buffer`, `struct v4l2_plane` in `include/uapi/linux/videodev2.h`
@@ -16,7 +18,7 @@
 pub(crate) mod guarded;
 
 use crate::abi::{u32_at, u64_at};
-use crate::sys::read_own_memory;
+use crate::sys::{Errno, read_own_memory};
 use crate::types::Buffer;
 
 /// `_IOWR('V', 15, struct v4l2_buffer)`.
@@ -28,19 +30,19 @@ pub const VIDIOC_PREPARE_BUF: u32 = 0xC058_565D;
 const V4L2_MEMORY_USERPTR: u32 = 2;
 const V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE: u32 = 9;
 const V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE: u32 = 10;
-const VIDEO_MAX_PLANES: usize = 8;
+pub const VIDEO_MAX_PLANES: usize = 8;
 /// The character major of every V4L2 device node (`VIDEO_MAJOR`).
 const VIDEO_MAJOR: u32 = 81;
 
 /// `struct v4l2_buffer` (x86_64 layout, 88 bytes), the fields daxguard reads.
-const BUF_SIZE: usize = 88;
+pub const BUF_SIZE: usize = 88;
 const OFF_INDEX: usize = 0;
 const OFF_TYPE: usize = 4;
 const OFF_MEMORY: usize = 60;
 const OFF_M: usize = 64;
 const OFF_LENGTH: usize = 72;
 /// `struct v4l2_plane` (64 bytes): `length` at 4, `m.userptr` at 8.
-const PLANE_SIZE: usize = 64;
+pub const PLANE_SIZE: usize = 64;
 
 /// Whether an ioctl request is one that pins `USERPTR` memory: a cheap test
 /// for the fast path. The kernel takes the request as `unsigned int`.
@@ -76,20 +78,64 @@ pub fn decode(fd: i32, arg: u64) -> Option<Queued> {
     }
     let mut b = [0u8; BUF_SIZE];
     read_own_memory(arg, &mut b).ok()?;
-    if u32_at(&b, OFF_MEMORY) != V4L2_MEMORY_USERPTR {
+    let q = queued(&b, read_own_memory)?;
+    queue_takes_userptr(fd, q.kind, q.index, q.length).then_some(q.queued)
+}
+
+/// A [`Queued`] buffer and what [`decode`] asks the queue about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub queued: Queued,
+    /// `type` and `length` as the program gave them.
+    pub kind: u32,
+    pub index: u32,
+    pub length: u32,
+}
+
+/// The pure part of [`decode`]: what the `struct v4l2_buffer` in `buf`
+/// asks to pin, reading a multi-planar buffer's plane array with `read`
+/// (`read_own_memory` in the library, a fake address space in the fuzzer)
+/// exactly where and as far as the kernel's `video_usercopy()` copies it:
+/// `length` planes of 64 bytes at `m.planes`, and only when `length` is 1
+/// to `VIDEO_MAX_PLANES`. `None`: not `USERPTR`, an array the kernel
+/// refuses or cannot read, or no plane with a length.
+pub fn queued(buf: &[u8; BUF_SIZE], read: impl FnOnce(u64, &mut [u8]) -> Result<(), Errno>) -> Option<Parsed> {
+    if u32_at(buf, OFF_MEMORY) != V4L2_MEMORY_USERPTR {
         return None;
     }
-    let (index, kind) = (u32_at(&b, OFF_INDEX), u32_at(&b, OFF_TYPE));
-    let (m, length) = (u64_at(&b, OFF_M), u32_at(&b, OFF_LENGTH));
-    let multiplanar = kind == V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE || kind == V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE;
-    let planes =
-        if multiplanar { planes_at(m, length as usize)? } else { vec![Buffer { addr: m, len: u64::from(length) }] };
+    let (index, kind) = (u32_at(buf, OFF_INDEX), u32_at(buf, OFF_TYPE));
+    let (m, length) = (u64_at(buf, OFF_M), u32_at(buf, OFF_LENGTH));
+    let multiplanar = is_multiplanar(kind);
+    let planes = if multiplanar {
+        let count = length as usize;
+        if count == 0 || count > VIDEO_MAX_PLANES {
+            return None;
+        }
+        let mut raw = [0u8; PLANE_SIZE * VIDEO_MAX_PLANES];
+        let raw = &mut raw[..PLANE_SIZE * count];
+        read(m, raw).ok()?;
+        planes(raw)
+    } else {
+        vec![Buffer { addr: m, len: u64::from(length) }]
+    };
     // A zero-length plane pins nothing (vb2 rejects it itself).
     let planes: Vec<Buffer> = planes.into_iter().filter(|p| p.len > 0).collect();
-    if planes.is_empty() || !queue_takes_userptr(fd, kind, index, length) {
+    if planes.is_empty() {
         return None;
     }
-    Some(Queued { index, capture: is_capture(kind), multiplanar, planes })
+    let queued = Queued { index, capture: is_capture(kind), multiplanar, planes };
+    Some(Parsed { queued, kind, index, length })
+}
+
+/// Every `struct v4l2_plane` in `raw` (whole 64-byte entries), as the
+/// buffer it names: `m.userptr` at 8, `length` at 4.
+pub fn planes(raw: &[u8]) -> Vec<Buffer> {
+    raw.chunks_exact(PLANE_SIZE).map(|p| Buffer { addr: u64_at(p, 8), len: u64::from(u32_at(p, 4)) }).collect()
+}
+
+/// `V4L2_TYPE_IS_MULTIPLANAR(type)` from videodev2.h.
+fn is_multiplanar(kind: u32) -> bool {
+    kind == V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE || kind == V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE
 }
 
 /// Whether the queue has buffer `index` of this type, for `USERPTR` memory:
@@ -100,22 +146,11 @@ fn queue_takes_userptr(fd: i32, kind: u32, index: u32, length: u32) -> bool {
     let mut planes = [0u8; PLANE_SIZE * VIDEO_MAX_PLANES];
     b[OFF_INDEX..OFF_INDEX + 4].copy_from_slice(&index.to_ne_bytes());
     b[OFF_TYPE..OFF_TYPE + 4].copy_from_slice(&kind.to_ne_bytes());
-    if kind == V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE || kind == V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE {
+    if is_multiplanar(kind) {
         b[OFF_M..OFF_M + 8].copy_from_slice(&(planes.as_mut_ptr() as u64).to_ne_bytes());
         b[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&length.min(VIDEO_MAX_PLANES as u32).to_ne_bytes());
     }
     crate::sys::ioctl(fd, VIDIOC_QUERYBUF, b.as_mut_ptr().cast()) == 0 && u32_at(&b, OFF_MEMORY) == V4L2_MEMORY_USERPTR
-}
-
-/// `count` planes at `addr`: `None` if the kernel would refuse the array itself.
-fn planes_at(addr: u64, count: usize) -> Option<Vec<Buffer>> {
-    if count == 0 || count > VIDEO_MAX_PLANES {
-        return None;
-    }
-    let mut raw = [0u8; PLANE_SIZE * VIDEO_MAX_PLANES];
-    let raw = &mut raw[..PLANE_SIZE * count];
-    read_own_memory(addr, raw).ok()?;
-    Some(raw.chunks(PLANE_SIZE).map(|p| Buffer { addr: u64_at(p, 8), len: u64::from(u32_at(p, 4)) }).collect())
 }
 
 /// `!V4L2_TYPE_IS_OUTPUT(type)` from videodev2.h.

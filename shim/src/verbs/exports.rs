@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use verbs_sys::*;
 
+use super::args::OdpPd;
 use crate::guard::{Answer, Buffer, Call, guard};
 #[cfg(target_arch = "x86_64")]
 use crate::intercept::pointers::Guarded;
@@ -178,27 +179,27 @@ pub unsafe extern "C" fn ibv_rereg_mr(
     length: usize,
     access: c_int,
 ) -> c_int {
-    let changes_access = flags & IBV_REREG_MR_CHANGE_ACCESS != 0;
     let fwd = |on_demand| match real(&REREG_MR, ibv_rereg_mr as *const c_void) {
         // SAFETY: looked up as ibv_rereg_mr@IBVERBS_1.1. The access flags
         // are rewritten only when the call restates them.
         Some(f) => unsafe {
-            let acc = if changes_access { with_odp(access as u32, on_demand) } else { access as u32 } as c_int;
+            let acc = super::args::rereg_access(flags, access, on_demand);
             std::mem::transmute::<*mut c_void, ibv_rereg_mr_fn>(f)(mr, flags, pd, addr, length, acc)
         },
         None => IBV_REREG_MR_ERR_INPUT,
     };
-    if flags & IBV_REREG_MR_CHANGE_TRANSLATION == 0 {
+    let Some(r) = super::args::rereg(flags, addr as u64, length as u64, access, mr.is_null()) else {
         return fwd(false);
-    }
-    // Without CHANGE_ACCESS the MR keeps access flags we cannot see: judge it as pinned.
-    let acc = if changes_access { access as u32 } else { 0 };
-    // The pd that matters for ODP support is the new one, else the MR's own.
-    // SAFETY: `mr` is live per ibv_rereg_mr(3) when not NULL.
-    let odp_pd = if flags & IBV_REREG_MR_CHANGE_PD != 0 || mr.is_null() { pd } else { unsafe { (*mr).pd } };
+    };
+    // SAFETY: `mr` is live per ibv_rereg_mr(3) when not NULL (args::rereg
+    // answers `Given` for a NULL one).
+    let odp_pd = match r.odp_pd {
+        OdpPd::Given => pd,
+        OdpPd::Mrs => unsafe { (*mr).pd },
+    };
     let odp = device_odp(odp_pd);
-    let b = buffer(addr, length);
-    guard(call("ibv_rereg_mr", &b, acc, &odp), fwd, REREG)
+    let b = [r.buffer];
+    guard(call("ibv_rereg_mr", &b, r.access, &odp), fwd, REREG)
 }
 
 /// `ibv_reg_mr_ex` (rdma-core 57+): address-based registrations are checked;
@@ -216,20 +217,13 @@ pub unsafe extern "C" fn ibv_reg_mr_ex(pd: *mut ibv_pd, attr: *mut ibv_mr_init_a
     };
     // SAFETY: a non-NULL attr is readable per ibv_reg_mr_ex(3).
     let Some(orig) = (unsafe { attr.as_ref() }).copied() else { return call_real(attr) };
-    if orig.comp_mask & IBV_REG_MR_MASK_FD != 0 || orig.comp_mask & IBV_REG_MR_MASK_ADDR == 0 {
-        return call_real(attr);
-    }
+    let Some(buffer) = super::args::reg_mr_ex(&orig) else { return call_real(attr) };
     let odp = device_odp(pd);
-    let b = buffer(orig.addr, orig.length);
+    let b = [buffer];
     let c = call("ibv_reg_mr_ex", &b, orig.access as u32, &odp);
-    let fwd = |on_demand| {
-        let acc = with_odp(orig.access as u32, on_demand);
-        if acc == orig.access as u32 {
-            return call_real(attr);
-        }
-        let mut rewritten = orig;
-        rewritten.access = acc as c_int;
-        call_real(&mut rewritten)
+    let fwd = |on_demand| match super::args::reg_mr_ex_rewritten(&orig, on_demand) {
+        Some(mut rewritten) => call_real(&mut rewritten),
+        None => call_real(attr),
     };
     guard(c, fwd, NULL_MR)
 }

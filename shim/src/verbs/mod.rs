@@ -3,9 +3,11 @@
 //!
 //! - `exports`: `ibv_reg_mr` and friends as `LD_PRELOAD` / link-time exports;
 //! - `devx`: libmlx5's `mlx5dv_devx_umem_reg(_ex)`, the same way;
+//! - [`args`]: what `ibv_rereg_mr`'s flags and `ibv_reg_mr_ex`'s attributes ask for;
 //! - [`odp`]: does the device behind a pd do on-demand paging;
 //! - [`register`]: [`check`](register::check) and [`register`](register::register) for Rust programs.
 
+pub mod args;
 #[cfg(feature = "interpose")]
 mod devx;
 #[cfg(feature = "interpose")]
