@@ -153,6 +153,24 @@ pub(crate) fn without_sigpipe<R>(f: impl FnOnce() -> (R, bool)) -> R {
     result
 }
 
+/// The file name of the loaded object containing `addr` (`dladdr(3)`).
+#[cfg(all(feature = "interpose", target_arch = "x86_64"))]
+pub(crate) fn object_name(addr: *mut std::ffi::c_void) -> Option<String> {
+    let mut info = libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    // SAFETY: dladdr fills `info`; dli_fname, when set, is a NUL-terminated name.
+    unsafe {
+        if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,23 +242,5 @@ mod tests {
             libc::pthread_sigmask(libc::SIG_UNBLOCK, &other, std::ptr::null_mut());
         }
         procfd::close(fds[1]);
-    }
-}
-
-/// The file name of the loaded object containing `addr` (`dladdr(3)`).
-#[cfg(all(feature = "interpose", target_arch = "x86_64"))]
-pub(crate) fn object_name(addr: *mut std::ffi::c_void) -> Option<String> {
-    let mut info = libc::Dl_info {
-        dli_fname: std::ptr::null(),
-        dli_fbase: std::ptr::null_mut(),
-        dli_sname: std::ptr::null(),
-        dli_saddr: std::ptr::null_mut(),
-    };
-    // SAFETY: dladdr fills `info`; dli_fname, when set, is a NUL-terminated name.
-    unsafe {
-        if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
-            return None;
-        }
-        Some(std::ffi::CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned())
     }
 }
