@@ -237,5 +237,9 @@ else
 	done
 fi
 
+section "daxguard doctor names the interception of the copy it runs under"
+assert_contains "$(daxguard run -- daxguard doctor)" "plt+dlsym: PLT exports and dlsym/dlvsym results" "doctor under daxguard run"
+assert_contains "$(daxguard doctor)" "no daxguard preloaded in this process" "doctor alone"
+
 assert_kernel_clean
 scenario_done

@@ -43,6 +43,8 @@ struct Facts {
     libibverbs: Option<String>,
     rdma_devices: Vec<RdmaDevice>,
     shim: Option<String>,
+    /// `none`, `plt` or `plt+dlsym` from a preloaded daxguard; null without one.
+    interception: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -114,6 +116,7 @@ pub fn run(json_out: bool) -> anyhow::Result<Done> {
     checks.push(check_libibverbs(&mut facts, &verbs));
     checks.extend(check_rdma(&mut facts, verbs.as_ref().ok()));
     checks.push(check_shim(&mut facts));
+    checks.push(check_interception(&mut facts));
     let code = if checks.iter().any(|c| c.status == Status::Fail) { EXIT_REFUSED } else { EXIT_OK };
     if json_out {
         let j = DoctorJson { schema: SCHEMA, command: "doctor", checks, facts, exit_code: code };
@@ -243,6 +246,26 @@ fn check_shim(facts: &mut Facts) -> Check {
         Err(e) => fail("shim", format!("{e:#}")).hint(
             "`daxguard run` cannot work: install libdaxguard.so beside daxguard or in /usr/local/lib, or set DAXGUARD_LIB",
         ),
+    }
+}
+
+/// Which interception the preloaded shim runs in this process (doctor
+/// started with `daxguard run -- daxguard doctor`), if one is preloaded.
+fn check_interception(facts: &mut Facts) -> Check {
+    facts.interception = crate::interception::preloaded();
+    match facts.interception.as_deref() {
+        None => {
+            ok("interception", "no daxguard preloaded in this process (`daxguard run -- daxguard doctor` shows it)")
+        }
+        Some("plt+dlsym") => ok(
+            "interception",
+            "plt+dlsym: PLT exports and dlsym/dlvsym results; no code is patched, so MemoryDenyWriteExecute changes nothing",
+        ),
+        Some("plt") => {
+            warn("interception", "plt: PLT exports only; pointers fetched with dlsym/dlvsym are not checked")
+                .hint("the dlsym wrapper needs x86_64 and glibc's dlsym in libc.so.6 or libdl.so.2")
+        }
+        Some(other) => warn("interception", format!("{other}: this copy of daxguard intercepts nothing")),
     }
 }
 

@@ -12,6 +12,7 @@ mod access;
 mod check;
 mod cli;
 mod doctor;
+mod interception;
 mod output;
 mod probe;
 mod process;

@@ -153,9 +153,18 @@ fn doctor_reports_every_line() {
     assert_eq!(v["schema"], 1);
     assert_eq!(v["command"], "doctor");
     let ids: Vec<&str> = v["checks"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
-    for id in
-        ["kernel", "fsdax_rule", "procmap_query", "statx_dax", "dax_mounts", "devdax", "libibverbs", "rdma", "shim"]
-    {
+    for id in [
+        "kernel",
+        "fsdax_rule",
+        "procmap_query",
+        "statx_dax",
+        "dax_mounts",
+        "devdax",
+        "libibverbs",
+        "rdma",
+        "shim",
+        "interception",
+    ] {
         assert!(ids.contains(&id), "{id} in {ids:?}");
     }
     for c in v["checks"].as_array().unwrap() {
@@ -168,6 +177,17 @@ fn doctor_reports_every_line() {
     assert!(f["procmap_query"].is_boolean());
     assert!(f["dax_mounts"].is_array() && f["devdax"].is_array() && f["rdma_devices"].is_array());
     assert_eq!(f["shim"], shim().to_str().unwrap());
+    assert!(f["interception"].is_null(), "no daxguard preloaded into a plain doctor: {f}");
+}
+
+#[test]
+fn doctor_under_run_names_the_preloaded_interception() {
+    let lib = shim().to_str().unwrap();
+    let r =
+        ran(cmd(&["run", "--lib", lib, "--", env!("CARGO_BIN_EXE_daxguard"), "--json", "doctor"]).output().unwrap());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+    let want = if cfg!(target_arch = "x86_64") { "plt+dlsym" } else { "plt" };
+    assert_eq!(v["facts"]["interception"], want, "{}", r.stdout);
 }
 
 #[test]
