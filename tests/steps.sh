@@ -49,9 +49,12 @@ finish() {
 	((STEP_FAILED == 0))
 }
 
-# What building and the host tests need, beyond the Rust toolchain.
+# What building and the host tests need, beyond the Rust toolchain. clang
+# also compiles `daxguard watch`'s BPF program; libelf-dev and zlib1g-dev are
+# for the libbpf that libbpf-sys builds from its own copy (tools/build.rs).
 BUILD_PACKAGES=(build-essential pkg-config cmake clang libclang-dev libibverbs-dev ibverbs-providers
-	liburing-dev libv4l-dev binutils strace util-linux python3)
+	liburing-dev libv4l-dev binutils strace util-linux python3
+	libelf-dev zlib1g-dev)
 
 install_build_deps() {
 	[[ $(id -u) == 0 ]] || die "run as root: the tests install packages and mount filesystems"
