@@ -96,10 +96,12 @@ fn failure(what: &str, e: &libbpf_rs::Error) -> Unsupported {
             "this kernel cannot attach fexit programs (no BPF trampolines: CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS): {text}"
         ));
     }
-    // EPERM: privileges (the verifier's own rejections are EACCES).
+    // EPERM after privileges() passed: something above the capabilities says no
+    // (the verifier's own rejections are EACCES).
     if text.contains("Operation not permitted") {
         return Unsupported(format!(
-            "the kernel refused to {what} watch's BPF program ({text}): run as root, or with CAP_BPF and CAP_PERFMON"
+            "the kernel refused to {what} watch's BPF program ({text}) although this process has the \
+             capabilities: a seccomp filter, a container or an LSM forbids bpf() here"
         ));
     }
     let last =
