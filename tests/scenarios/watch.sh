@@ -9,11 +9,12 @@
 #   V4L2: v4l2cap, USERPTR QBUF on vivid (get_vaddr_frames)
 #   io_uring: uring, IORING_REGISTER_BUFFERS (io_pin_pages)
 # 6.5+ also refuses writable pins of shared ext4 mappings with EFAULT.
+# --journal is checked against journalsink, a stand-in for journald.
 # shellcheck source=tests/guest/lib.sh
 source "$(dirname "$0")/../guest/lib.sh"
 
 BIN=/opt/daxguard/bin
-for f in daxguard regmatrix v4l2cap uring pinburst; do require_file "$BIN/$f" "cargo build --release; make -C tests/c"; done
+for f in daxguard regmatrix v4l2cap uring pinburst journalsink; do require_file "$BIN/$f" "cargo build --release; make -C tests/c"; done
 [[ -z ${LD_PRELOAD:-} ]] || fail "LD_PRELOAD is set ($LD_PRELOAD): watch is tested without the shim"
 W=$(mktemp -d /tmp/watch.XXXXXX)
 major=${KERNEL_VERSION%%.*} minor=${KERNEL_VERSION#*.}
@@ -203,6 +204,31 @@ expect_status 2 setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-a
 assert_eq 1 "$(setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all daxguard watch 2>&1 | grep -c 'needs root')" \
 	"unprivileged: one line says why"
 expect_status 2 daxguard watch --errno EINVAL
+
+section "--journal: an entry with DAXGUARD_* fields per refusal (journalsink stands in for journald)"
+mkdir -p /run/systemd/journal
+journalsink /run/systemd/journal/socket >"$W/journal" 2>&1 &
+SINK=$!
+n=100
+until grep -q READY "$W/journal"; do
+	((n-- > 0)) || fail "journalsink did not start: $(cat "$W/journal")"
+	sleep 0.1
+done
+start_watch journal --journal --comm uring
+"${WITH_PID[@]}" "$W/uring.journal.pid" uring --file /mnt/pmem/uring.dax buffers >/dev/null 2>&1
+stop_watch "$WATCH_PID" journal
+kill "$SINK"
+wait "$SINK" 2>/dev/null
+assert_eq "" "$(cat "$W/journal.out")" "--journal: nothing on stdout"
+entry=$(sed -n '/^MESSAGE=/,/^$/p' "$W/journal")
+for want in "MESSAGE_ID=7f3c2b1e9d8a4c6fb0e5a2d4c8b6e1f0" "PRIORITY=4" "SYSLOG_IDENTIFIER=daxguard-watch" \
+	"DAXGUARD_PID=$(pid_of uring.journal)" "DAXGUARD_COMM=uring" "DAXGUARD_CONSUMER=io_uring" "DAXGUARD_ERRNO=95" \
+	"DAXGUARD_ERROR=EOPNOTSUPP" "DAXGUARD_REASON=fsdax" "DAXGUARD_FILE=/mnt/pmem/uring.dax" "DAXGUARD_MOUNT=/mnt/pmem" \
+	"DAXGUARD_FSTYPE=ext4" "DAXGUARD_CALLER=io_pin_pages+"; do
+	assert_contains "$entry" "$want" "journal entry"
+done
+assert_eq 1 "$(grep -c '^MESSAGE=.* refused: pid ' "$W/journal")" "journal: one entry for the one refusal"
+assert_contains "$(cat "$W/journal.err")" "summary: 1 refusals, dropped 0" "--journal: the summary on stderr"
 
 section "a burst: 100,000 refused and 100,000 successful pins in one process"
 # Counted as the lines stream by (the JSON of 100,000 refusals would not fit
