@@ -10,6 +10,7 @@
 #   io_uring: uring, IORING_REGISTER_BUFFERS (io_pin_pages)
 # 6.5+ also refuses writable pins of shared ext4 mappings with EFAULT.
 # --journal is checked against journalsink, a stand-in for journald.
+# shellcheck disable=SC2317 # expect_refusals runs through `later`, by eval
 # shellcheck source=tests/guest/lib.sh
 source "$(dirname "$0")/../guest/lib.sh"
 
