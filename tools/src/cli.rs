@@ -288,8 +288,9 @@ consumer from /proc/kallsyms), and a kernel with BTF and BPF trampolines
 (Linux 5.17+); `daxguard doctor` says whether watch can run here.
 Refusals the ring buffer had no room for are counted: `dropped N`.
 
-Exit status: 0 after --count, --duration, SIGINT or SIGTERM; 2 if watch
-cannot run here (one line says why), or bad input.
+Exit status: 0 after --count, --duration, SIGINT or SIGTERM; 1 if the
+journal (--journal) went away and stayed away; 2 if watch cannot run here
+(one line says why), or bad input.
 
 Examples:
   daxguard watch

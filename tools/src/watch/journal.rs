@@ -41,12 +41,17 @@ impl Journal {
         Ok(Journal { socket, path: path.to_path_buf() })
     }
 
-    /// Sends one entry.
-    pub fn send(&self, fields: &[(&str, String)]) -> io::Result<()> {
-        self.socket
-            .send(&encode(fields))
-            .map(drop)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
+    /// Sends one entry. A journald restarted since we connected has a new
+    /// socket: connect again once and resend, before giving up.
+    pub fn send(&mut self, fields: &[(&str, String)]) -> io::Result<()> {
+        let datagram = encode(fields);
+        let sent = self.socket.send(&datagram).or_else(|_| {
+            let socket = UnixDatagram::unbound()?;
+            socket.connect(&self.path)?;
+            self.socket = socket;
+            self.socket.send(&datagram)
+        });
+        sent.map(drop).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
     }
 }
 
@@ -122,11 +127,18 @@ mod tests {
         let path = dir.join("socket");
         let _ = std::fs::remove_file(&path);
         let server = UnixDatagram::bind(&path).unwrap();
-        let j = Journal::open(&path).unwrap();
+        let mut j = Journal::open(&path).unwrap();
         j.send(&[("MESSAGE", "hello".to_string()), ("DAXGUARD_PID", "7".to_string())]).unwrap();
         let mut buf = [0u8; 256];
         let n = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"MESSAGE=hello\nDAXGUARD_PID=7\n");
+        // journald restarted: a new socket at the same path is found again.
+        drop(server);
+        std::fs::remove_file(&path).unwrap();
+        let server = UnixDatagram::bind(&path).unwrap();
+        j.send(&[("MESSAGE", "again".to_string())]).unwrap();
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"MESSAGE=again\n");
         let _ = std::fs::remove_dir_all(&dir);
         assert!(Journal::open(&dir.join("none")).is_err(), "no journald: an error at start");
     }

@@ -44,7 +44,7 @@ use self::show::{Clock, Counts};
 use self::skel::{WatchSkel, WatchSkelBuilder};
 use self::symbols::Symbols;
 use crate::cli::WatchArgs;
-use crate::output::{Done, EXIT_OK};
+use crate::output::{Done, EXIT_OK, EXIT_REFUSED};
 
 /// watch.h's `enum watch_stat`: the per-CPU counters.
 const STAT_SENT: u32 = 0;
@@ -226,7 +226,7 @@ impl Sink {
     }
 
     fn emit(&mut self, r: &Refusal) {
-        if let Some(j) = &self.journal {
+        if let Some(j) = &mut self.journal {
             if let Err(e) = j.send(&journal::refusal_fields(r, show::text(r, self.clock))) {
                 self.broken = Some(format!("the journal: {e}"));
             }
@@ -257,7 +257,7 @@ impl Sink {
         if dropped > self.counts.dropped {
             let new = dropped - self.counts.dropped;
             let text = show::dropped(new, dropped, false);
-            if let Some(j) = &self.journal {
+            if let Some(j) = &mut self.journal {
                 let fields = [
                     ("MESSAGE", text),
                     ("MESSAGE_ID", journal::DROPPED_MESSAGE_ID.to_string()),
@@ -414,5 +414,8 @@ pub fn run(args: &WatchArgs, json: bool) -> anyhow::Result<Done> {
     } else {
         eprintln!("daxguard: {}", show::summary(s.counts, why, false));
     }
-    Ok(Done::new(String::new(), EXIT_OK))
+    // A closed stdout (`watch | head`) is a normal end; a journal that
+    // stays gone is a failure, so systemd's Restart=on-failure acts.
+    let code = if why == "output closed" && s.journal.is_some() { EXIT_REFUSED } else { EXIT_OK };
+    Ok(Done::new(String::new(), code))
 }
