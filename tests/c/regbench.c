@@ -2,7 +2,7 @@
  * regbench: registration latency in a process with many VMAs, for comparing
  * runs with and without LD_PRELOAD=libdaxguard.so (tests/bench/guest-reg.sh).
  *
- * usage: regbench [--paired] --device NAME [--vmas N] [--iters N] SIZE...
+ * usage: regbench [--paired] [--step] --device NAME [--vmas N] [--iters N] SIZE...
  *
  * Makes the process hold at least N VMAs (default 10000): one PROT_NONE
  * reservation with every other page of its lower part made PROT_READ
@@ -26,6 +26,10 @@
  *
  *   REGBENCH-PAIRED vmas=<count> size=<bytes> iters=<n> with_median_ns=<ns> without_median_ns=<ns> ratio=<with/without>
  *
+ * With --step, each SIZE first waits for a line on stdin, so the caller can
+ * change something between sizes in this one process (tests/bench/guest-watch.sh
+ * attaches and detaches `daxguard watch`; it repeats one SIZE for rounds).
+ *
  * Exit 0; 1 if a registration fails; 2 on a usage error, a missing device or
  * (--paired) no shim in front of libibverbs.
  */
@@ -44,7 +48,7 @@
 
 #include "common.h"
 
-#define MAX_SIZES 8
+#define MAX_SIZES 32
 
 /* volatile: keep the ibv_reg_mr() macro on its non-constant path. */
 static volatile unsigned int g_access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
@@ -54,7 +58,7 @@ typedef struct ibv_mr *(*reg_mr_iova2_fn)(struct ibv_pd *, void *, size_t, uint6
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: regbench [--paired] --device NAME [--vmas N] [--iters N] SIZE...\n");
+	fprintf(stderr, "usage: regbench [--paired] [--step] --device NAME [--vmas N] [--iters N] SIZE...\n");
 	exit(2);
 }
 
@@ -135,7 +139,7 @@ int main(int argc, char **argv)
 	const char *device = NULL;
 	size_t sizes[MAX_SIZES], total = 0, bulk_pages, page = (size_t)sysconf(_SC_PAGESIZE);
 	long want = 10000, iters = 200, have;
-	int nsizes = 0, i, paired = 0;
+	int nsizes = 0, i, paired = 0, step = 0;
 	uint64_t *ns, *ns_without;
 	reg_mr_iova2_fn real = NULL;
 	char *base, *at;
@@ -144,6 +148,8 @@ int main(int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--paired") == 0)
 			paired = 1;
+		else if (strcmp(argv[i], "--step") == 0)
+			step = 1;
 		else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
 			device = argv[++i];
 		else if (strcmp(argv[i], "--vmas") == 0 && i + 1 < argc)
@@ -204,6 +210,10 @@ int main(int argc, char **argv)
 		return 2;
 	at = base + (bulk_pages + 1) * page;
 	for (i = 0; i < nsizes; i++) {
+		char line[64];
+
+		if (step && !fgets(line, sizeof(line), stdin))
+			break;
 		for (long k = -5; k < iters; k++) {
 			uint64_t t, t_without;
 

@@ -9,7 +9,7 @@ use daxguard::Consumer;
 use daxguard::policy::Mode;
 
 use crate::access::parse_access;
-use crate::units::{parse_len, parse_pid, parse_size};
+use crate::units::{parse_duration, parse_len, parse_pid, parse_size};
 
 const MAIN_AFTER: &str = "\
 Exit status: 0 registrable / all good; 1 daxguard (and Linux) would refuse it;
@@ -23,6 +23,7 @@ Examples:
   daxguard run -- ./my_rdma_app --port 1       # run with libdaxguard.so preloaded
   daxguard probe --device mlx5_0 /mnt/pmem/buf # ask the kernel itself, compare
   daxguard doctor                              # what this machine can do
+  daxguard watch                               # every long-term pin the kernel refuses, live
 
 --json on any command prints one JSON object (schema: docs/cli.md).";
 
@@ -45,6 +46,7 @@ pub enum Command {
     Run(RunArgs),
     Probe(ProbeArgs),
     Doctor(DoctorArgs),
+    Watch(WatchArgs),
 }
 
 const CHECK_AFTER: &str = "\
@@ -271,3 +273,82 @@ Examples:
 #[derive(Args, Debug)]
 #[command(after_help = DOCTOR_AFTER)]
 pub struct DoctorArgs {}
+
+const WATCH_AFTER: &str = "\
+Loads a BPF program (CO-RE, fexit on pin_user_pages_fast, pin_user_pages,
+pin_user_pages_remote and pin_user_pages_unlocked) and prints one line per
+long-term pin the kernel refuses, from any process, with no preload: time,
+pid, tid, command, uid, the consumer (rdma, devx, v4l2, io_uring, vfio,
+other: named from the kernel stack), the range, the errno and what it
+means, and the file the range maps (path as the kernel saw it at the
+refusal, device, inode, mount). Successful pins print nothing.
+
+Needs root, or CAP_BPF and CAP_PERFMON (CAP_SYSLOG too, to name the
+consumer from /proc/kallsyms), and a kernel with BTF and BPF trampolines
+(Linux 5.17+); `daxguard doctor` says whether watch can run here.
+Refusals the ring buffer had no room for are counted: `dropped N`.
+
+Exit status: 0 after --count, --duration, SIGINT or SIGTERM; 1 if the
+journal (--journal) went away and stayed away; 2 if watch cannot run here
+(one line says why), or bad input.
+
+Examples:
+  daxguard watch
+  daxguard watch --json --comm ib_write_bw --count 1
+  daxguard watch --errno EFAULT --duration 10m
+  daxguard watch --journal --metrics-file /var/lib/node_exporter/textfile_collector/daxguard.prom";
+
+/// Print every long-term pin the kernel refuses (fs-DAX and more), live, from any process
+#[derive(Args, Debug)]
+#[command(after_help = WATCH_AFTER)]
+pub struct WatchArgs {
+    /// Only refusals in this process (its thread group id)
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
+    pub pid: Option<i32>,
+
+    /// Only refusals by this command name (as /proc/PID/comm shows it: at most 15 bytes)
+    #[arg(long, value_name = "COMM", value_parser = parse_comm)]
+    pub comm: Option<String>,
+
+    /// Only refusals with this errno: EOPNOTSUPP (fs-DAX) or EFAULT (writable file mapping, 6.5+)
+    #[arg(long, value_name = "ERRNO", value_parser = parse_watch_errno)]
+    pub errno: Option<i32>,
+
+    /// Stop after N refusals
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Stop after this long (90, 90s, 15m, 2h, 1d)
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+
+    /// Send each refusal to the systemd journal with DAXGUARD_* fields instead of stdout
+    #[arg(long, conflicts_with = "json")]
+    pub journal: bool,
+
+    /// Keep a Prometheus textfile here (refusals by consumer and errno, dropped events)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Count every hooked call, refused or not, in the summary (benchmarks)
+    #[arg(long, hide = true)]
+    pub count_calls: bool,
+}
+
+/// `--comm`: what the kernel keeps of a command name (TASK_COMM_LEN - 1 bytes).
+fn parse_comm(s: &str) -> Result<String, String> {
+    match s.len() {
+        0 => Err("empty command name".into()),
+        1..=15 => Ok(s.to_string()),
+        n => Err(format!("'{s}' is {n} bytes; the kernel keeps at most 15 of a command name")),
+    }
+}
+
+/// `--errno`: the two errnos a long-term pin refusal has, by name or number.
+fn parse_watch_errno(s: &str) -> Result<i32, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "EOPNOTSUPP" | "95" => Ok(libc::EOPNOTSUPP),
+        "EFAULT" | "14" => Ok(libc::EFAULT),
+        _ => Err(format!("'{s}': a refused long-term pin is EOPNOTSUPP or EFAULT")),
+    }
+}

@@ -13,6 +13,7 @@ use crate::shim::find_shim;
 use crate::uname::kernel_release;
 use crate::units::human_size;
 use crate::verbs::{OdpJson, Verbs, library_name, odp_json};
+use crate::watch::{self, Readiness};
 
 #[derive(Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -25,7 +26,7 @@ enum Status {
 #[derive(Serialize)]
 struct Check {
     /// A stable identifier: kernel, fsdax_rule, procmap_query, statx_dax,
-    /// dax_mounts, devdax, libibverbs, rdma, shim.
+    /// dax_mounts, devdax, libibverbs, rdma, shim, watch.
     id: &'static str,
     status: Status,
     detail: String,
@@ -45,6 +46,18 @@ struct Facts {
     shim: Option<String>,
     /// `none`, `plt` or `plt+dlsym` from a preloaded daxguard; null without one.
     interception: Option<String>,
+    watch: WatchFacts,
+}
+
+#[derive(Serialize, Default)]
+struct WatchFacts {
+    /// `daxguard watch` loaded and attached its program here (and detached it).
+    ready: bool,
+    /// The GUP functions it hooks on this kernel.
+    hooks: Vec<&'static str>,
+    foll_longterm: Option<u32>,
+    /// Why not, in one line (null when ready).
+    why_not: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -117,6 +130,7 @@ pub fn run(json_out: bool) -> anyhow::Result<Done> {
     checks.extend(check_rdma(&mut facts, verbs.as_ref().ok()));
     checks.push(check_shim(&mut facts));
     checks.push(check_interception(&mut facts));
+    checks.push(check_watch(&mut facts));
     let code = if checks.iter().any(|c| c.status == Status::Fail) { EXIT_REFUSED } else { EXIT_OK };
     if json_out {
         let j = DoctorJson { schema: SCHEMA, command: "doctor", checks, facts, exit_code: code };
@@ -266,6 +280,44 @@ fn check_interception(facts: &mut Facts) -> Check {
                 .hint("the dlsym wrapper needs x86_64 and glibc's dlsym in libc.so.6 or libdl.so.2")
         }
         Some(other) => warn("interception", format!("{other}: this copy of daxguard intercepts nothing")),
+    }
+}
+
+/// Whether `daxguard watch` can run: the kernel (BTF, the GUP functions,
+/// FOLL_* values), our privileges, then a real load and attach of its
+/// program, detached at once.
+fn check_watch(facts: &mut Facts) -> Check {
+    let hint = "`daxguard watch` needs Linux 5.17+ with BTF and BPF trampolines (Debian's kernels have both)";
+    match watch::readiness() {
+        Readiness::Ready(k) => {
+            facts.watch =
+                WatchFacts { ready: true, hooks: k.hooks.clone(), foll_longterm: Some(k.foll_longterm), why_not: None };
+            let skipped: Vec<String> = k.skipped.iter().map(|(f, why)| format!("not {f}: {why}")).collect();
+            let skipped = if skipped.is_empty() { String::new() } else { format!(" ({})", skipped.join("; ")) };
+            let c = ok(
+                "watch",
+                format!("`daxguard watch` can run here: fexit on {} attached{skipped}", k.hooks.join(", ")),
+            );
+            if watch::kernel::kallsyms_visible() {
+                return c;
+            }
+            c.hint("/proc/kallsyms hides addresses from this user: consumers would show as 'other' (add CAP_SYSLOG)")
+        }
+        Readiness::NotPermitted(k, e) => {
+            facts.watch = WatchFacts {
+                ready: false,
+                hooks: k.hooks.clone(),
+                foll_longterm: Some(k.foll_longterm),
+                why_not: Some(e.to_string()),
+            };
+            warn("watch", format!("the kernel can run `daxguard watch`, but {e}")).hint(
+                "run it as root, or with CAP_BPF, CAP_PERFMON and CAP_SYSLOG (tools/dist/daxguard-watch.service does)",
+            )
+        }
+        Readiness::Unsupported(e) => {
+            facts.watch = WatchFacts { why_not: Some(e.to_string()), ..WatchFacts::default() };
+            warn("watch", format!("`daxguard watch` cannot run here: {e}")).hint(hint)
+        }
     }
 }
 

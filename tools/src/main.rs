@@ -5,7 +5,9 @@
 //! Every error is one line on stderr: `daxguard: <what is wrong>`.
 //!
 //! Unsafe code is denied here and allowed back only in the files that call C:
-//! `region` (mmap), `uname` and `verbs` (libibverbs), each under its `# Safety`.
+//! `region` (mmap), `uname` and `verbs` (libibverbs), and in `watch/`: `sys`
+//! (sigaction), `decode` (the record) and `skel` (the generated skeleton),
+//! each under its `# Safety`.
 #![deny(unsafe_code)]
 
 mod access;
@@ -24,6 +26,7 @@ mod shim;
 mod uname;
 mod units;
 mod verbs;
+mod watch;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -41,6 +44,7 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
         Command::Run(a) => run::run(a, cli.json),
         Command::Probe(a) => probe::run(a, cli.json),
         Command::Doctor(_) => doctor::run(cli.json),
+        Command::Watch(a) => watch::run(a, cli.json),
     }
 }
 

@@ -68,6 +68,27 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
+/// A duration: seconds (`90`), or a number with `s`, `m`, `h` or `d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration (90, 90s, 15m, 2h, 1d)"))?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86400),
+        _ => None,
+    };
+    match secs {
+        Some(0) => Err("a duration cannot be 0".into()),
+        Some(secs) => Ok(std::time::Duration::from_secs(secs)),
+        None => Err(format!("'{s}' is not a duration (90, 90s, 15m, 2h, 1d)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +142,16 @@ mod tests {
         assert_eq!(human_size(1536), "1.5 KiB");
         assert_eq!(human_size(2 << 20), "2 MiB");
         assert_eq!(human_size(1 << 30), "1 GiB");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(std::time::Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(std::time::Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Ok(std::time::Duration::from_secs(86400)));
+        for bad in ["", "0", "5x", "m", "1.5h", "-1"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -164,6 +164,7 @@ fn doctor_reports_every_line() {
         "rdma",
         "shim",
         "interception",
+        "watch",
     ] {
         assert!(ids.contains(&id), "{id} in {ids:?}");
     }
@@ -177,6 +178,8 @@ fn doctor_reports_every_line() {
     assert!(f["procmap_query"].is_boolean());
     assert!(f["dax_mounts"].is_array() && f["devdax"].is_array() && f["rdma_devices"].is_array());
     assert_eq!(f["shim"], shim().to_str().unwrap());
+    // Ready here or not, watch says which: a reason exactly when not ready.
+    assert_eq!(f["watch"]["ready"].as_bool().unwrap(), f["watch"]["why_not"].is_null(), "{}", f["watch"]);
     assert!(f["interception"].is_null(), "no daxguard preloaded into a plain doctor: {f}");
 }
 
@@ -203,7 +206,7 @@ fn doctor_fails_when_the_shim_cannot_be_found() {
 
 #[test]
 fn help_has_examples_and_version_works() {
-    for sub in ["check", "scan", "run", "probe", "doctor"] {
+    for sub in ["check", "scan", "run", "probe", "doctor", "watch"] {
         let r = daxguard(&[sub, "--help"]);
         assert_eq!(r.code, Some(0));
         assert!(r.stdout.contains("Examples:"), "{sub} --help");
@@ -307,4 +310,27 @@ fn binary_neither_needs_libibverbs_nor_exports_verbs() {
     assert!(!text.contains("libibverbs"), "no DT_NEEDED on libibverbs");
     let exports_verbs = text.lines().any(|l| l.contains(" ibv_") && !l.contains(" UND "));
     assert!(!exports_verbs, "the CLI must not define ibv_* symbols (interpose feature off)");
+}
+
+#[test]
+fn watch_runs_or_says_why_not_in_one_line() {
+    // Where watch cannot run (no BTF, no privileges, bpf() forbidden by a
+    // sandbox), one line and exit 2; where it can, a summary after --duration.
+    let r = daxguard(&["watch", "--json", "--duration", "1"]);
+    if r.code == Some(2) {
+        assert_one_line_error(&r, "");
+        return;
+    }
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    let last: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((last["type"].as_str(), last["why"].as_str()), (Some("summary"), Some("duration")));
+}
+
+#[test]
+fn watch_rejects_bad_input() {
+    assert_one_line_error(&daxguard(&["watch", "--errno", "EINVAL"]), "EOPNOTSUPP or EFAULT");
+    assert_one_line_error(&daxguard(&["watch", "--comm", "a-name-of-16-byt"]), "at most 15");
+    assert_one_line_error(&daxguard(&["watch", "--duration", "0"]), "cannot be 0");
+    assert_one_line_error(&daxguard(&["watch", "--count", "0"]), "--count");
+    assert_one_line_error(&daxguard(&["watch", "--json", "--journal"]), "--journal");
 }
