@@ -36,6 +36,64 @@ step() { # name command...
 	fi
 }
 
+# Steps that may run side by side: queue them with queue_step, then run_queue.
+# A guest is one busy host thread (qemu TCG, thread=single), so on this
+# project's two-core machines two guests at once take about half the time of
+# one after the other. Each step's output goes to its own log and is printed
+# whole, in the queued order, as soon as it and every step before it ended;
+# the counting is step()'s. DAXGUARD_TEST_JOBS=1 runs them one at a time.
+QUEUE_NAMES=()
+QUEUE_CMDS=()
+
+queue_step() { # name command...
+	QUEUE_NAMES+=("$1")
+	shift
+	QUEUE_CMDS+=("$(printf '%q ' "$@")")
+}
+
+run_queue() {
+	local jobs=${DAXGUARD_TEST_JOBS:-2} n=${#QUEUE_NAMES[@]} i shown=0 dir rc secs
+	[[ $jobs =~ ^[1-9][0-9]*$ ]] || die "DAXGUARD_TEST_JOBS wants a whole number of jobs, not '$jobs'"
+	[[ -n $STEP_LOGS ]] || STEP_LOGS=$(mktemp -d /tmp/daxguard-steps.XXXXXX)
+	dir=$(mktemp -d "$STEP_LOGS/queue.XXXXXX")
+	for ((i = 0; i < n || shown < n; )); do
+		if ((i < n)) && (($(jobs -rp | wc -l) < jobs)); then
+			(
+				start=$SECONDS
+				eval "${QUEUE_CMDS[i]}" >"$dir/$i.log" 2>&1 </dev/null
+				echo "$? $((SECONDS - start))" >"$dir/$i.rc.tmp"
+				mv "$dir/$i.rc.tmp" "$dir/$i.rc"
+			) &
+			i=$((i + 1))
+			continue
+		fi
+		while ((shown < n)) && [[ -f $dir/$shown.rc ]]; do
+			read -r rc secs <"$dir/$shown.rc"
+			_show_queued "${QUEUE_NAMES[shown]}" "$dir/$shown.log" "$rc" "$secs"
+			shown=$((shown + 1))
+		done
+		((shown < n)) && { wait -n 2>/dev/null || sleep 1; }
+	done
+	wait
+	QUEUE_NAMES=()
+	QUEUE_CMDS=()
+}
+
+_show_queued() { # name log rc seconds
+	local name=$1 log=$2 rc=$3 secs=$4
+	printf '\n##### %s\n' "$name"
+	cat "$log"
+	if ((rc == 0)); then
+		STEP_PASSED=$((STEP_PASSED + 1))
+		printf '##### ok: %s (%d s)\n' "$name" "$secs"
+	else
+		STEP_FAILED=$((STEP_FAILED + 1))
+		FAILED_STEPS+=("$name (exit $rc)")
+		FAILED_LOGS+=("$log")
+		printf '##### FAILED: %s (exit %d, %d s)\n' "$name" "$rc" "$secs"
+	fi
+}
+
 finish() {
 	local i
 	for i in "${!FAILED_STEPS[@]}"; do
