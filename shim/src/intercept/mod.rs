@@ -19,8 +19,13 @@
 
 #[cfg(all(feature = "interpose", target_arch = "x86_64"))]
 mod dlsym;
-#[cfg(all(feature = "interpose", target_arch = "x86_64"))]
+// Built without `interpose` too: the fuzz target reaches its table walk.
+#[cfg(target_arch = "x86_64")]
+#[cfg_attr(not(feature = "interpose"), allow(dead_code))]
 mod elf;
+#[cfg(target_arch = "x86_64")]
+#[doc(hidden)]
+pub use elf::lookup_in_buffer;
 #[cfg(feature = "interpose")]
 pub(crate) mod libc;
 #[cfg(all(feature = "interpose", target_arch = "x86_64"))]
