@@ -85,6 +85,14 @@ assert_contains "$(grep 'daxguard watch' "$W/doctor")" "can run here" "doctor: w
 start_watch main --json --metrics-file "$W/metrics.prom"
 MAIN=$WATCH_PID
 head -n 2 "$W/main.err"
+# pin_user_pages_remote() takes 7 arguments before 6.5, trampolines 6 before 6.6.
+if ((new_gup)); then
+	attached="fexit on pin_user_pages_fast(), pin_user_pages(), pin_user_pages_remote(), pin_user_pages_unlocked();"
+else
+	attached="fexit on pin_user_pages_fast(), pin_user_pages(), pin_user_pages_unlocked(); kprobe+kretprobe on pin_user_pages_remote()"
+fi
+assert_contains "$(grep 'daxguard watch' "$W/doctor")" "attached: $attached" "doctor: each hook's attachment"
+assert_contains "$(grep "watching long-term pins" "$W/main.err")" "($attached" "watch's first line: each hook's attachment"
 # A second watcher at the same time, in text, only for v4l2cap.
 start_watch text --comm v4l2cap
 TEXT=$WATCH_PID
