@@ -23,28 +23,6 @@ minor=${minor%%.*}
 new_gup=0
 ((major > 6 || (major == 6 && minor >= 5))) && new_gup=1
 
-# Starts `daxguard watch ARGS` in the background, output in $W/NAME.{out,err};
-# returns once it is attached. Sets WATCH_PID.
-start_watch() { # name args...
-	local name=$1 n=300
-	shift
-	daxguard watch "$@" >"$W/$name.out" 2>"$W/$name.err" &
-	WATCH_PID=$!
-	until grep -q 'watching long-term pins' "$W/$name.err"; do
-		kill -0 "$WATCH_PID" 2>/dev/null || fail "watch $name exited early: $(cat "$W/$name.err")"
-		((n-- > 0)) || fail "watch $name not attached after 30 s: $(cat "$W/$name.err")"
-		sleep 0.1
-	done
-}
-
-# SIGINT, then its exit status must be 0.
-stop_watch() { # pid name
-	kill -INT "$1"
-	local rc=0
-	wait "$1" || rc=$?
-	assert_eq 0 "$rc" "watch $2 stops cleanly on SIGINT"
-}
-
 # WITH_PID FILE COMMAND...: runs COMMAND with its pid written to FILE first
 # (exec keeps the pid). An array, not a function, so run_pair's timeout can run it.
 # shellcheck disable=SC2016 # expanded by the inner bash
