@@ -65,7 +65,7 @@ MAIN=$WATCH_PID
 head -n 2 "$W/main.err"
 # pin_user_pages_remote() takes 7 arguments before 6.5, trampolines 6 before 6.6.
 if ((new_gup)); then
-	attached="fexit on pin_user_pages_fast(), pin_user_pages(), pin_user_pages_remote(), pin_user_pages_unlocked();"
+	attached="fexit on pin_user_pages_fast(), pin_user_pages(), pin_user_pages_remote(), pin_user_pages_unlocked()"
 else
 	attached="fexit on pin_user_pages_fast(), pin_user_pages(), pin_user_pages_unlocked(); kprobe+kretprobe on pin_user_pages_remote()"
 fi
