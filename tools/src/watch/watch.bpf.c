@@ -355,24 +355,36 @@ classify:
 	return 0;
 }
 
-/* fexit: the arguments and the return value, read from the trampoline's frame. */
-static __always_inline int on_return(void *ctx, enum watch_hook hook, __u32 arg_start, __u32 arg_nr,
-				     __u32 arg_flags)
+/* fexit, past the return-value test: the arguments, read from the trampoline's frame. */
+static __always_inline int on_failure(void *ctx, enum watch_hook hook, int ret, __u32 arg_start, __u32 arg_nr,
+				      __u32 arg_flags)
 {
-	__u64 ret = 0, start = 0, nr = 0, flags = 0, mm = 0;
+	__u64 start = 0, nr = 0, flags = 0, mm = 0;
 
-	if (count_calls)
-		count(WATCH_STAT_CALLS);
-	bpf_get_func_ret(ctx, &ret);
-	/* Every successful pin ends here. int: pin_user_pages_fast() returns int. */
-	if ((int)ret >= 0)
-		return 0;
 	bpf_get_func_arg(ctx, arg_flags, &flags);
 	bpf_get_func_arg(ctx, arg_start, &start);
 	bpf_get_func_arg(ctx, arg_nr, &nr);
 	if (hook == WATCH_HOOK_REMOTE)
 		bpf_get_func_arg(ctx, 0, &mm);
-	return refused(ctx, hook, (int)ret, start, nr, flags, mm);
+	return refused(ctx, hook, ret, start, nr, flags, mm);
+}
+
+/*
+ * fexit: every successful pin ends at the sign test, before anything else
+ * is read or zeroed (the argument slots are on_failure()'s). int:
+ * pin_user_pages_fast() returns int.
+ */
+static __always_inline int on_return(void *ctx, enum watch_hook hook, __u32 arg_start, __u32 arg_nr,
+				     __u32 arg_flags)
+{
+	__u64 ret = 0;
+
+	if (count_calls)
+		count(WATCH_STAT_CALLS);
+	bpf_get_func_ret(ctx, &ret);
+	if ((int)ret >= 0)
+		return 0;
+	return on_failure(ctx, hook, (int)ret, arg_start, arg_nr, arg_flags);
 }
 
 /* Argument positions are stable across 6.1-6.18; only trailing ones (vmas) went. */
