@@ -20,7 +20,10 @@ GUEST_TOOLS=(
 )
 # Modules the init loads; their dependencies come along. Whole crypto/lib
 # directories are added too, because the kernel loads crc32c & co on demand.
-GUEST_MODULES=(nfit nd_pmem dax_pmem device_dax ext4 xfs brd veth rdma_rxe ib_uverbs rdma_ucm vivid)
+# vfio-pci and vfio_iommu_type1 are loaded by the scenarios that use them
+# (tests/scenarios/vfio.sh, on the iommu machine).
+GUEST_MODULES=(nfit nd_pmem dax_pmem device_dax ext4 xfs brd veth rdma_rxe ib_uverbs rdma_ucm vivid
+	vfio-pci vfio_iommu_type1)
 GUEST_MODULE_DIRS=(crypto lib arch/x86/crypto)
 
 # Copies one library or binary to the same (canonical, merged-/usr) path.
@@ -171,7 +174,10 @@ base_initramfs() {
 	out=$CACHE/initramfs/base-$k-$key.cpio
 	(
 		flock 9
-		[[ -s $out && -s ${out%.cpio}.list ]] && exit 0
+		if [[ -s $out && -s ${out%.cpio}.list ]]; then
+			touch "$out" "${out%.cpio}.list" # in use: see the clean-up below
+			exit 0
+		fi
 		note "building the base initramfs for $k (once per kernel and host packages)"
 		stage=$(mktemp -d "$CACHE/initramfs/stage.XXXXXX")
 		trap 'rm -rf "$stage"' EXIT
@@ -183,8 +189,10 @@ base_initramfs() {
 		# The overlay skips libraries listed here.
 		(cd "$stage" && find . ! -type d) >"${out%.cpio}.list"
 		mv "$out.tmp" "$out"
-		# Older keys for this kernel are stale now.
-		find "$CACHE/initramfs" -maxdepth 1 -name "base-$k-*" ! -name "base-$k-$key.*" -delete
+		# Other keys for this kernel unused for a day are stale. Not at once:
+		# work trees sharing the cache (DAXGUARD_TEST_CACHE) may differ in
+		# their inputs and use theirs between building and booting it.
+		find "$CACHE/initramfs" -maxdepth 1 -name "base-$k-*" ! -name "base-$k-$key.*" -mtime +0 -delete
 	) 9>"$CACHE/initramfs/lock" >&2 || die "building the base initramfs for $k failed"
 	echo "$out"
 }

@@ -230,6 +230,30 @@ run_pair() { # port server-command... -- client-command...
 	wait "$spid" || PAIR_SERVER_RC=$?
 }
 
+# --- daxguard watch ------------------------------------------------------------
+
+# Starts `daxguard watch ARGS` in the background, output in $W/NAME.{out,err}
+# ($W: the scenario's own directory); returns once it is attached. Sets WATCH_PID.
+start_watch() { # name args...
+	local name=$1 n=300
+	shift
+	daxguard watch "$@" >"$W/$name.out" 2>"$W/$name.err" &
+	WATCH_PID=$!
+	until grep -q 'watching long-term pins' "$W/$name.err"; do
+		kill -0 "$WATCH_PID" 2>/dev/null || fail "watch $name exited early: $(cat "$W/$name.err")"
+		((n-- > 0)) || fail "watch $name not attached after 30 s: $(cat "$W/$name.err")"
+		sleep 0.1
+	done
+}
+
+# SIGINT, then its exit status must be 0.
+stop_watch() { # pid name
+	kill -INT "$1"
+	local rc=0
+	wait "$1" || rc=$?
+	assert_eq 0 "$rc" "watch $2 stops cleanly on SIGINT"
+}
+
 # Fails if the kernel logged a BUG, an oops or a WARNING so far.
 assert_kernel_clean() {
 	local bad

@@ -4,6 +4,31 @@
 
 # quiet loglevel=3: only kernel errors reach the console between scenario lines.
 KERNEL_CMDLINE="console=ttyS0 panic=-1 quiet loglevel=3"
+# The machine; guest_machine changes it for a scenario that asks.
+MACHINE="pc,nvdimm=on"
+MACHINE_DEVICES=()
+
+# A scenario asks for another machine with a line "# guest-machine: NAME":
+#   iommu  q35 with an emulated Intel IOMMU (VT-d, intel_iommu=on) and qemu's
+#          `edu` PCI device, for the scenario to bind to vfio-pci. intremap=off:
+#          interrupt remapping would need a split irqchip, and VFIO never
+#          raises the device's interrupts here (vfio_iommu_type1 is loaded
+#          with allow_unsafe_interrupts=1 instead). tests/scenarios/vfio.sh.
+# Call before make_rundir.
+guest_machine() { # scenario
+	local name
+	name=$(sed -n 's/^# guest-machine: *\([a-z0-9]*\) *$/\1/p' "$1" | head -n1)
+	case $name in
+	"") ;;
+	iommu)
+		MACHINE="q35,nvdimm=on"
+		# The IOMMU first: it must exist before any PCI device is created.
+		MACHINE_DEVICES=(-device "intel-iommu,intremap=off" -device edu)
+		KERNEL_CMDLINE+=" intel_iommu=on"
+		;;
+	*) die "$1: unknown guest-machine '$name' (known: iommu)" ;;
+	esac
+}
 
 # Per-run directory: fresh sparse pmem backing files make runs independent
 # and lets several runs (other engineers, CI) go at once.
@@ -23,7 +48,7 @@ make_rundir() {
 	# (docs/testing.md). Scenarios take 15-20 % longer.
 	QEMU=(
 		qemu-system-x86_64 -accel "tcg,thread=single" -cpu max -smp 2
-		-machine "pc,nvdimm=on" -m "2G,slots=4,maxmem=8G"
+		-machine "$MACHINE" "${MACHINE_DEVICES[@]}" -m "2G,slots=4,maxmem=8G"
 		-object "memory-backend-file,id=mem0,share=on,mem-path=$RUNDIR/pmem0.img,size=512M"
 		-device "nvdimm,id=nvdimm0,memdev=mem0"
 		-object "memory-backend-file,id=mem1,share=on,mem-path=$RUNDIR/pmem1.img,size=256M"

@@ -23,28 +23,6 @@ minor=${minor%%.*}
 new_gup=0
 ((major > 6 || (major == 6 && minor >= 5))) && new_gup=1
 
-# Starts `daxguard watch ARGS` in the background, output in $W/NAME.{out,err};
-# returns once it is attached. Sets WATCH_PID.
-start_watch() { # name args...
-	local name=$1 n=300
-	shift
-	daxguard watch "$@" >"$W/$name.out" 2>"$W/$name.err" &
-	WATCH_PID=$!
-	until grep -q 'watching long-term pins' "$W/$name.err"; do
-		kill -0 "$WATCH_PID" 2>/dev/null || fail "watch $name exited early: $(cat "$W/$name.err")"
-		((n-- > 0)) || fail "watch $name not attached after 30 s: $(cat "$W/$name.err")"
-		sleep 0.1
-	done
-}
-
-# SIGINT, then its exit status must be 0.
-stop_watch() { # pid name
-	kill -INT "$1"
-	local rc=0
-	wait "$1" || rc=$?
-	assert_eq 0 "$rc" "watch $2 stops cleanly on SIGINT"
-}
-
 # WITH_PID FILE COMMAND...: runs COMMAND with its pid written to FILE first
 # (exec keeps the pid). An array, not a function, so run_pair's timeout can run it.
 # shellcheck disable=SC2016 # expanded by the inner bash
@@ -85,6 +63,14 @@ assert_contains "$(grep 'daxguard watch' "$W/doctor")" "can run here" "doctor: w
 start_watch main --json --metrics-file "$W/metrics.prom"
 MAIN=$WATCH_PID
 head -n 2 "$W/main.err"
+# pin_user_pages_remote() takes 7 arguments before 6.5, trampolines 6 before 6.6.
+if ((new_gup)); then
+	attached="fexit on pin_user_pages_fast(), pin_user_pages(), pin_user_pages_remote(), pin_user_pages_unlocked()"
+else
+	attached="fexit on pin_user_pages_fast(), pin_user_pages(), pin_user_pages_unlocked(); kprobe+kretprobe on pin_user_pages_remote()"
+fi
+assert_contains "$(grep 'daxguard watch' "$W/doctor")" "attached: $attached" "doctor: each hook's attachment"
+assert_contains "$(grep "watching long-term pins" "$W/main.err")" "($attached" "watch's first line: each hook's attachment"
 # A second watcher at the same time, in text, only for v4l2cap.
 start_watch text --comm v4l2cap
 TEXT=$WATCH_PID

@@ -55,9 +55,25 @@ struct WatchFacts {
     ready: bool,
     /// The GUP functions it hooks on this kernel.
     hooks: Vec<&'static str>,
+    /// Of those, the ones attached with a kprobe and kretprobe pair (no
+    /// trampoline can take them here); fexit for the rest.
+    kprobes: Vec<&'static str>,
     foll_longterm: Option<u32>,
     /// Why not, in one line (null when ready).
     why_not: Option<String>,
+}
+
+impl WatchFacts {
+    /// What the kernel's side says (not ready until the load and attach worked).
+    fn of(k: &watch::kernel::Kernel) -> Self {
+        WatchFacts {
+            ready: false,
+            hooks: k.hooks.clone(),
+            kprobes: k.kprobed.iter().map(|(f, _)| *f).collect(),
+            foll_longterm: Some(k.foll_longterm),
+            why_not: None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -290,26 +306,17 @@ fn check_watch(facts: &mut Facts) -> Check {
     let hint = "`daxguard watch` needs Linux 5.17+ with BTF and BPF trampolines (Debian's kernels have both)";
     match watch::readiness() {
         Readiness::Ready(k) => {
-            facts.watch =
-                WatchFacts { ready: true, hooks: k.hooks.clone(), foll_longterm: Some(k.foll_longterm), why_not: None };
+            facts.watch = WatchFacts { ready: true, why_not: None, ..WatchFacts::of(&k) };
             let skipped: Vec<String> = k.skipped.iter().map(|(f, why)| format!("not {f}: {why}")).collect();
             let skipped = if skipped.is_empty() { String::new() } else { format!(" ({})", skipped.join("; ")) };
-            let c = ok(
-                "watch",
-                format!("`daxguard watch` can run here: fexit on {} attached{skipped}", k.hooks.join(", ")),
-            );
+            let c = ok("watch", format!("`daxguard watch` can run here, attached: {}{skipped}", k.attachments(true)));
             if watch::kernel::kallsyms_visible() {
                 return c;
             }
             c.hint("/proc/kallsyms hides addresses from this user: consumers would show as 'other' (add CAP_SYSLOG)")
         }
         Readiness::NotPermitted(k, e) => {
-            facts.watch = WatchFacts {
-                ready: false,
-                hooks: k.hooks.clone(),
-                foll_longterm: Some(k.foll_longterm),
-                why_not: Some(e.to_string()),
-            };
+            facts.watch = WatchFacts { why_not: Some(e.to_string()), ..WatchFacts::of(&k) };
             warn("watch", format!("the kernel can run `daxguard watch`, but {e}")).hint(
                 "run it as root, or with CAP_BPF, CAP_PERFMON and CAP_SYSLOG (tools/dist/daxguard-watch.service does)",
             )

@@ -28,10 +28,13 @@ typedef _Bool bool;
 
 /* include/uapi/linux/bpf.h: the values bpf_helpers.h and the maps use. */
 enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
+
+#define BPF_ANY 0
 
 /* uapi errno values (include/uapi/asm-generic/errno*.h). */
 #define EFAULT 14
@@ -121,6 +124,19 @@ struct fs_struct {
 struct task_struct {
 	struct mm_struct *mm;
 	struct fs_struct *fs;
+} __attribute__((preserve_access_index));
+
+/*
+ * arch/x86/include/asm/ptrace.h: a kprobe's context. x86-64 passes the
+ * first arguments in di, si, dx, cx (then r8, r9, the stack) and returns
+ * in ax.
+ */
+struct pt_regs {
+	unsigned long ax;
+	unsigned long cx;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
 } __attribute__((preserve_access_index));
 
 #endif

@@ -12,11 +12,15 @@ use crate::uname;
 
 /// The GUP entry points watch.bpf.c hooks, in its `enum watch_hook` order.
 /// The first two are needed (RDMA, V4L2, io_uring); the others are hooked
-/// where this kernel can: pin_user_pages_remote() (VFIO, iommufd) takes 7
-/// arguments before 6.5, and x86's BPF trampolines take at most 6 before 6.6.
+/// where this kernel can. Each gets fexit where a BPF trampoline can take
+/// it; pin_user_pages_remote() (VFIO, iommufd) takes 7 arguments before
+/// 6.5, and x86's trampolines take at most 6 before 6.6, so on 6.1 it gets
+/// the kprobe and kretprobe pair watch.bpf.c has for it ([`KPROBE_FALLBACK`]).
 pub const HOOKS: [&str; 4] =
     ["pin_user_pages_fast", "pin_user_pages", "pin_user_pages_remote", "pin_user_pages_unlocked"];
 const REQUIRED_HOOKS: usize = 2;
+/// The hooks watch.bpf.c also has as a kprobe and kretprobe pair.
+pub const KPROBE_FALLBACK: [&str; 1] = ["pin_user_pages_remote"];
 
 /// The most arguments a BPF trampoline takes: 6 on x86 before 6.6, 12 since.
 fn trampoline_max_args(version: (u32, u32)) -> usize {
@@ -59,8 +63,11 @@ pub struct Kernel {
     pub foll_write: u32,
     /// `btf` (read from the kernel's enum) or `pre-6.3` (the old #define values).
     pub foll_source: &'static str,
-    /// [`HOOKS`] this kernel has and can trampoline (the required ones always).
+    /// [`HOOKS`] this kernel has and watch attaches (the required ones always).
     pub hooks: Vec<&'static str>,
+    /// Of those, the ones no trampoline can take here, attached with a
+    /// kprobe and kretprobe pair instead, each with why; fexit for the rest.
+    pub kprobed: Vec<(&'static str, String)>,
     /// The others, each with why not.
     pub skipped: Vec<(&'static str, String)>,
 }
@@ -86,15 +93,21 @@ pub fn examine() -> Result<Kernel, Unsupported> {
         Err(e) => return unsupported(format!("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {e}")),
     };
     let version = uname::version(&release).unwrap_or_default();
-    let (mut hooks, mut skipped) = (Vec::new(), Vec::new());
+    let (mut hooks, mut kprobed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for (i, f) in HOOKS.iter().copied().enumerate() {
         let why_not = match arguments(&btf, f) {
             None => format!("this kernel has no {f}() in its BTF"),
             Some(n) if n > trampoline_max_args(version) => {
-                format!(
+                let why = format!(
                     "{f}() takes {n} arguments and this kernel's BPF trampolines at most {}",
                     trampoline_max_args(version)
-                )
+                );
+                if KPROBE_FALLBACK.contains(&f) {
+                    hooks.push(f);
+                    kprobed.push((f, why));
+                    continue;
+                }
+                why
             }
             Some(_) => {
                 hooks.push(f);
@@ -116,7 +129,31 @@ pub fn examine() -> Result<Kernel, Unsupported> {
     if lockdown_confidentiality() {
         return unsupported("kernel lockdown is 'confidentiality': BPF may not read kernel memory (VMAs, paths)");
     }
-    Ok(Kernel { foll_longterm, foll_write, foll_source, hooks, skipped })
+    Ok(Kernel { foll_longterm, foll_write, foll_source, hooks, kprobed, skipped })
+}
+
+impl Kernel {
+    /// Whether `function` is attached with a kprobe and kretprobe pair (else fexit).
+    pub fn kprobe(&self, function: &str) -> bool {
+        self.kprobed.iter().any(|(f, _)| *f == function)
+    }
+
+    /// How each hook is attached, for doctor and watch's first line:
+    /// `fexit on a(), b(); kprobe+kretprobe on c()`, with why for the
+    /// kprobes when `why` is set.
+    pub fn attachments(&self, why: bool) -> String {
+        let (kprobes, fexits): (Vec<&str>, Vec<&str>) = self.hooks.iter().partition(|f| self.kprobe(f));
+        let list = |fs: &[&str]| fs.iter().map(|f| format!("{f}()")).collect::<Vec<_>>().join(", ");
+        let mut text = format!("fexit on {}", list(&fexits));
+        if !kprobes.is_empty() {
+            text += &format!("; kprobe+kretprobe on {}", list(&kprobes));
+            if why {
+                let whys: Vec<&str> = self.kprobed.iter().map(|(_, w)| w.as_str()).collect();
+                text += &format!(" ({})", whys.join("; "));
+            }
+        }
+        text
+    }
 }
 
 /// How many arguments the kernel function `name` takes, if BTF has it.
@@ -171,4 +208,42 @@ pub fn kallsyms_visible() -> bool {
     let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<i32>().ok());
     read("/proc/sys/kernel/kptr_restrict") == Some(0)
         && read("/proc/sys/kernel/perf_event_paranoid").is_some_and(|v| v <= 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(kprobed: &[&'static str]) -> Kernel {
+        Kernel {
+            foll_longterm: OLD_FOLL_LONGTERM,
+            foll_write: OLD_FOLL_WRITE,
+            foll_source: "pre-6.3",
+            hooks: HOOKS.to_vec(),
+            kprobed: kprobed.iter().map(|f| (*f, format!("{f}() takes 7 arguments"))).collect(),
+            skipped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn attachments_say_which_function_got_which() {
+        let all = "pin_user_pages_fast(), pin_user_pages(), pin_user_pages_remote(), pin_user_pages_unlocked()";
+        assert_eq!(kernel(&[]).attachments(true), format!("fexit on {all}"));
+        let k = kernel(&["pin_user_pages_remote"]);
+        assert!(k.kprobe("pin_user_pages_remote") && !k.kprobe("pin_user_pages_fast"));
+        assert_eq!(
+            k.attachments(false),
+            "fexit on pin_user_pages_fast(), pin_user_pages(), pin_user_pages_unlocked(); \
+             kprobe+kretprobe on pin_user_pages_remote()"
+        );
+        assert!(
+            k.attachments(true).ends_with("on pin_user_pages_remote() (pin_user_pages_remote() takes 7 arguments)")
+        );
+    }
+
+    #[test]
+    fn trampolines_take_more_arguments_from_6_6() {
+        assert_eq!(trampoline_max_args((6, 1)), 6);
+        assert_eq!(trampoline_max_args((6, 6)), 12);
+    }
 }

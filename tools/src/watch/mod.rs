@@ -128,22 +128,26 @@ fn load<'obj>(k: &Kernel, f: &Filters, obj: &'obj mut MaybeUninit<OpenObject>) -
             *dst = b as i8;
         }
     }
-    let progs = [
-        (&mut open.progs.watch_fast, HOOKS[0]),
-        (&mut open.progs.watch_pin, HOOKS[1]),
-        (&mut open.progs.watch_remote, HOOKS[2]),
-        (&mut open.progs.watch_unlocked, HOOKS[3]),
-    ];
-    for (prog, function) in progs {
-        prog.set_autoload(k.hooks.contains(&function));
-    }
+    // Each hook's fexit, or (KPROBE_FALLBACK) its kprobe and kretprobe pair.
+    let remote = HOOKS[2];
+    let fexit = |f: &str| k.hooks.contains(&f) && !k.kprobe(f);
+    open.progs.watch_fast.set_autoload(fexit(HOOKS[0]));
+    open.progs.watch_pin.set_autoload(fexit(HOOKS[1]));
+    open.progs.watch_remote.set_autoload(fexit(remote));
+    open.progs.watch_unlocked.set_autoload(fexit(HOOKS[3]));
+    open.progs.watch_remote_entry.set_autoload(k.kprobe(remote));
+    open.progs.watch_remote_return.set_autoload(k.kprobe(remote));
     let skel = open.load().map_err(|e| failure("load", &e))?;
-    let progs = [&skel.progs.watch_fast, &skel.progs.watch_pin, &skel.progs.watch_remote, &skel.progs.watch_unlocked];
+    let p = &skel.progs;
+    let fexits =
+        [(&p.watch_fast, HOOKS[0]), (&p.watch_pin, HOOKS[1]), (&p.watch_remote, remote), (&p.watch_unlocked, HOOKS[3])];
+    let mut progs: Vec<_> = fexits.into_iter().filter(|(_, f)| fexit(f)).map(|(prog, _)| prog).collect();
+    if k.kprobe(remote) {
+        progs.extend([&p.watch_remote_entry, &p.watch_remote_return]);
+    }
     let mut links = Vec::new();
-    for (prog, function) in progs.into_iter().zip(HOOKS) {
-        if k.hooks.contains(&function) {
-            links.push(prog.attach().map_err(|e| failure("attach", &e))?);
-        }
+    for prog in progs {
+        links.push(prog.attach().map_err(|e| failure("attach", &e))?);
     }
     Ok(Attached { skel, _links: links })
 }
@@ -359,7 +363,7 @@ pub fn run(args: &WatchArgs, json: bool) -> anyhow::Result<Done> {
     }
     eprintln!(
         "daxguard: watching long-term pins ({}; FOLL_LONGTERM {:#x} from {}); SIGINT or SIGTERM stops",
-        k.hooks.iter().map(|h| format!("{h}()")).collect::<Vec<_>>().join(", "),
+        k.attachments(false),
         k.foll_longterm,
         k.foll_source
     );

@@ -1,7 +1,8 @@
 //! Kernel addresses to names, and names to a consumer. The BPF program sends
 //! the kernel stack of each refusal (`bpf_get_stack()`); the frames above
 //! the hooked GUP function say who asked for the pin: `ib_umem_get` (RDMA),
-//! `devx_*` (mlx5 DevX, which calls ib_umem_get in turn), `get_vaddr_frames`
+//! DevX (mlx5's `mlx5_ib_handler_MLX5_IB_METHOD_DEVX_UMEM_REG`, which calls
+//! ib_umem_get in turn; its `devx_umem_get` is inlined), `get_vaddr_frames`
 //! (V4L2 videobuf2), `io_pin_pages` (io_uring), `vaddr_get_pfns` (VFIO
 //! type1) or `iommufd`'s pinning.
 //!
@@ -43,8 +44,11 @@ impl Consumer {
 
     /// Which consumer a function belongs to, if it is one of the pinners.
     fn of_function(name: &str) -> Option<Consumer> {
-        // mlx5 DevX registers user memory through ib_umem_get(): look for it first.
-        if name.contains("devx") {
+        // mlx5 DevX registers user memory through ib_umem_get(): look for it
+        // first. devx_umem_get() is static and inlined into the ioctl
+        // method's handler, whose name comes from UVERBS_HANDLER():
+        // mlx5_ib_handler_MLX5_IB_METHOD_DEVX_UMEM_REG, DEVX in capitals.
+        if name.contains("devx") || name.contains("_DEVX_") {
             return Some(Consumer::Devx);
         }
         if name.starts_with("ib_umem_") {
@@ -190,7 +194,10 @@ ffffffff812c7900 T pin_user_pages_fast
 ffffffff812c7a00 t gup_fast_fallback
 ffffffffc0100000 t ib_umem_get\t[ib_core]
 ffffffffc0100400 t ib_umem_release\t[ib_core]
-ffffffffc0200000 t mlx5_ib_devx_umem_reg\t[mlx5_ib]
+ffffffffc0200000 t mlx5_ib_handler_MLX5_IB_METHOD_DEVX_UMEM_REG\t[mlx5_ib]
+ffffffffc0200800 t mlx5_ib_handler_MLX5_IB_METHOD_DEVX_UMEM_DEREG\t[mlx5_ib]
+ffffffffc0400000 t ib_uverbs_run_method\t[ib_uverbs]
+ffffffffc0400900 t ib_uverbs_cmd_verbs\t[ib_uverbs]
 ffffffffc0300000 t bpf_prog_6deef7357e7b4530_watch_fast\t[bpf]
 ffffffffc0310000 t bpf_trampoline_6442491334\t[bpf]
 ffffffff81a00000 d some_data
@@ -219,6 +226,32 @@ ffffffff81a00000 d some_data
         assert!(s.hidden && f.is_empty());
     }
 
+    /// A DevX UMEM registration as 6.1-6.18 show it: devx_umem_get() is
+    /// inlined, so the handler of the ioctl method names DevX; the caller
+    /// is still ib_umem_get.
+    #[test]
+    fn devx_is_named_from_the_umem_reg_handler() {
+        let addrs = [
+            0xffffffffc0300010, // the BPF program
+            0xffffffffc0310010, // its trampoline
+            0xffffffff812c7905, // pin_user_pages_fast
+            0xffffffffc0100123, // ib_umem_get
+            0xffffffffc02001a4, // mlx5_ib_handler_MLX5_IB_METHOD_DEVX_UMEM_REG
+            0xffffffffc0400187, // ib_uverbs_run_method
+            0xffffffffc0400a21, // ib_uverbs_cmd_verbs
+        ];
+        let mut s = Symbols::default();
+        s.resolve(KALLSYMS.as_bytes(), &addrs);
+        let f = s.frames(&addrs);
+        assert_eq!(f.len(), addrs.len());
+        assert_eq!(f[4].to_string(), "mlx5_ib_handler_MLX5_IB_METHOD_DEVX_UMEM_REG+0x1a4 [mlx5_ib]");
+        assert_eq!(Consumer::of_stack(&f), Consumer::Devx);
+        assert_eq!(caller(&f, "pin_user_pages_fast").unwrap().to_string(), "ib_umem_get+0x123 [ib_core]");
+        // Plain verbs (ibv_reg_mr) reach ib_umem_get from ib_uverbs: RDMA.
+        let verbs: Vec<Frame> = f.iter().filter(|fr| !fr.function.contains("DEVX")).cloned().collect();
+        assert_eq!(Consumer::of_stack(&verbs), Consumer::Rdma);
+    }
+
     #[test]
     fn consumers_and_callers() {
         let addrs =
@@ -234,6 +267,7 @@ ffffffff81a00000 d some_data
             "ib_umem_get"
         );
         for (name, c) in [
+            ("mlx5_ib_handler_MLX5_IB_METHOD_DEVX_UMEM_REG", Consumer::Devx),
             ("get_vaddr_frames", Consumer::V4l2),
             ("io_pin_pages", Consumer::IoUring),
             ("io_sqe_buffers_register", Consumer::IoUring),

@@ -14,6 +14,9 @@
  *   pin_user_pages_remote()    VFIO type1 vaddr_get_pfns(), iommufd
  *   pin_user_pages_unlocked()  the remaining FOLL_LONGTERM callers
  *
+ * Where no trampoline can take a function (pin_user_pages_remote() on 6.1:
+ * 7 arguments), a kprobe and kretprobe pair does the same (at the end).
+ *
  * A successful pin costs the trampoline and the first test below: the
  * return value is not negative, and nothing else is read. A refusal is
  * recognised by its errno and FOLL_LONGTERM in the call's flags, then
@@ -271,10 +274,14 @@ static __always_inline bool is_writable_file_refusal(struct watch_event *e, __u3
 	return !(e->vm_flags & (VM_IO | VM_PFNMAP));
 }
 
-static __always_inline int on_return(void *ctx, enum watch_hook hook, __u32 arg_start, __u32 arg_nr,
-				     __u32 arg_flags)
+/*
+ * A call that returned ret < 0: a refusal if the errno is one of
+ * check_vma_flags()'s and the call was long-term. ctx is the fexit's or the
+ * kretprobe's, for bpf_get_stack(); mm matters only for remote pins.
+ */
+static __always_inline int refused(void *ctx, enum watch_hook hook, int ret, __u64 start, __u64 nr, __u64 flags,
+				   __u64 mm)
 {
-	__u64 ret = 0, start = 0, nr = 0, flags = 0, mm = 0;
 	struct task_struct *task;
 	struct watch_event *e;
 	__u64 pid_tgid, size;
@@ -282,16 +289,9 @@ static __always_inline int on_return(void *ctx, enum watch_hook hook, __u32 arg_
 	long found;
 	int err;
 
-	if (count_calls)
-		count(WATCH_STAT_CALLS);
-	bpf_get_func_ret(ctx, &ret);
-	/* Every successful pin ends here. int: pin_user_pages_fast() returns int. */
-	if ((int)ret >= 0)
-		return 0;
-	err = -(int)ret;
+	err = -ret;
 	if (err != EOPNOTSUPP && err != EFAULT)
 		return 0;
-	bpf_get_func_arg(ctx, arg_flags, &flags);
 	if (!(flags & foll_longterm))
 		return 0;
 	if (targ_errno && err != targ_errno)
@@ -306,12 +306,10 @@ static __always_inline int on_return(void *ctx, enum watch_hook hook, __u32 arg_
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	if (filter_comm && !comm_matches(e->comm))
 		return 0;
-	bpf_get_func_arg(ctx, arg_start, &start);
-	bpf_get_func_arg(ctx, arg_nr, &nr);
 	e->boot_ns = bpf_ktime_get_boot_ns();
 	e->start = start;
 	e->nr_pages = nr;
-	e->ret = (int)ret;
+	e->ret = ret;
 	e->gup_flags = flags;
 	e->tgid = pid_tgid >> 32;
 	e->tid = (__u32)pid_tgid;
@@ -326,12 +324,9 @@ static __always_inline int on_return(void *ctx, enum watch_hook hook, __u32 arg_
 	e->fstype[0] = e->source[0] = 0;
 
 	task = bpf_get_current_task_btf();
-	if (hook == WATCH_HOOK_REMOTE) {
-		bpf_get_func_arg(ctx, 0, &mm);
-		if (mm != (__u64)BPF_CORE_READ(task, mm)) {
-			e->vma = WATCH_VMA_OTHER_MM;
-			goto classify;
-		}
+	if (hook == WATCH_HOOK_REMOTE && mm != (__u64)BPF_CORE_READ(task, mm)) {
+		e->vma = WATCH_VMA_OTHER_MM;
+		goto classify;
 	}
 	found = bpf_find_vma(task, start, read_vma, &zero, 0);
 	e->vma = found == 0 ? WATCH_VMA_FOUND : found == -16 /* EBUSY */ ? WATCH_VMA_BUSY : WATCH_VMA_NONE;
@@ -360,6 +355,38 @@ classify:
 	return 0;
 }
 
+/* fexit, past the return-value test: the arguments, read from the trampoline's frame. */
+static __always_inline int on_failure(void *ctx, enum watch_hook hook, int ret, __u32 arg_start, __u32 arg_nr,
+				      __u32 arg_flags)
+{
+	__u64 start = 0, nr = 0, flags = 0, mm = 0;
+
+	bpf_get_func_arg(ctx, arg_flags, &flags);
+	bpf_get_func_arg(ctx, arg_start, &start);
+	bpf_get_func_arg(ctx, arg_nr, &nr);
+	if (hook == WATCH_HOOK_REMOTE)
+		bpf_get_func_arg(ctx, 0, &mm);
+	return refused(ctx, hook, ret, start, nr, flags, mm);
+}
+
+/*
+ * fexit: every successful pin ends at the sign test, before anything else
+ * is read or zeroed (the argument slots are on_failure()'s). int:
+ * pin_user_pages_fast() returns int.
+ */
+static __always_inline int on_return(void *ctx, enum watch_hook hook, __u32 arg_start, __u32 arg_nr,
+				     __u32 arg_flags)
+{
+	__u64 ret = 0;
+
+	if (count_calls)
+		count(WATCH_STAT_CALLS);
+	bpf_get_func_ret(ctx, &ret);
+	if ((int)ret >= 0)
+		return 0;
+	return on_failure(ctx, hook, (int)ret, arg_start, arg_nr, arg_flags);
+}
+
 /* Argument positions are stable across 6.1-6.18; only trailing ones (vmas) went. */
 SEC("fexit/pin_user_pages_fast")
 int watch_fast(void *ctx)
@@ -383,4 +410,57 @@ SEC("fexit/pin_user_pages_unlocked")
 int watch_unlocked(void *ctx)
 {
 	return on_return(ctx, WATCH_HOOK_UNLOCKED, 0, 1, 3);
+}
+
+/*
+ * Where a trampoline cannot reach: pin_user_pages_remote() takes 7
+ * arguments before 6.5 (mm, start, nr_pages, gup_flags, pages, vmas,
+ * locked) and x86's trampolines at most 6 before 6.6, so on 6.1 the loader
+ * attaches this kprobe and kretprobe pair instead. The kprobe keeps the
+ * arguments of the call under way, by thread; the kretprobe takes them
+ * back with the return value. Every call leaves its arguments, long-term
+ * or not, so a kretprobe that missed a return cannot pair a later call
+ * with stale ones.
+ */
+struct remote_call {
+	__u64 mm;
+	__u64 start;
+	__u64 nr;
+	__u64 flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096); /* threads inside pin_user_pages_remote() at once */
+	__type(key, __u32);
+	__type(value, struct remote_call);
+} remote_calls SEC(".maps");
+
+SEC("kprobe/pin_user_pages_remote")
+int watch_remote_entry(struct pt_regs *ctx)
+{
+	struct remote_call c = { .mm = ctx->di, .start = ctx->si, .nr = ctx->dx, .flags = ctx->cx };
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	if (count_calls)
+		count(WATCH_STAT_CALLS);
+	bpf_map_update_elem(&remote_calls, &tid, &c, BPF_ANY);
+	return 0;
+}
+
+SEC("kretprobe/pin_user_pages_remote")
+int watch_remote_return(struct pt_regs *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct remote_call *p = bpf_map_lookup_elem(&remote_calls, &tid);
+	struct remote_call c;
+	long ret = ctx->ax;
+
+	if (!p)
+		return 0;
+	c = *p;
+	bpf_map_delete_elem(&remote_calls, &tid);
+	if (ret >= 0)
+		return 0;
+	return refused(ctx, WATCH_HOOK_REMOTE, (int)ret, c.start, c.nr, c.flags, c.mm);
 }
