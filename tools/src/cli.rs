@@ -369,7 +369,7 @@ the service; `systemctl cat NAME` shows the drop-in.
 --host appends libdaxguard.so to /etc/ld.so.preload, if it is not there: it
 then applies to EVERY process on the host, setuid programs included (they
 ignore the environment and run with the defaults: enforce). Before writing,
-the library is loaded once into /bin/true to check it loads cleanly.
+the library is loaded once into `daxguard --version` to check it loads cleanly.
 `daxguard disable --host` leaves the file byte for byte as it was.
 
 The library is the one `daxguard run` would use (see `daxguard run --help`),

@@ -49,10 +49,13 @@ fn library(root: &Path, lib: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// A library in /etc/ld.so.preload is loaded by every process: make sure it
 /// loads without a word before putting it there.
 fn loads_cleanly(lib: &Path) -> anyhow::Result<()> {
-    let out = std::process::Command::new("/bin/true")
+    // This very binary: it exists wherever daxguard runs (/bin/true need not, in a minimal image).
+    let exe = std::env::current_exe().context("cannot find the daxguard binary to try the library")?;
+    let out = std::process::Command::new(&exe)
+        .arg("--version")
         .env("LD_PRELOAD", lib)
         .output()
-        .context("cannot run /bin/true to try the library")?;
+        .with_context(|| format!("cannot run {} to try the library", exe.display()))?;
     let err = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() || !err.trim().is_empty() {
         bail!("{} does not load cleanly ({}): {}", lib.display(), out.status, err.trim());
