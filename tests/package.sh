@@ -51,5 +51,21 @@ dpkg-deb -e "$deb" "$root/DEBIAN"
 check "maintainer scripts: ld.so.preload only through daxguard disable" \
 	bash -c "! grep -hv '^[[:space:]]*#' '$root'/DEBIAN/{prerm,postrm} | grep -q ld.so.preload"
 check "prerm runs daxguard disable --all on remove" grep -q '^[[:space:]]*daxguard disable --all$' "$root/DEBIAN/prerm"
+# The drop-in enable --unit writes, as systemd itself parses it (the guest
+# has no systemd, and systemctl cat needs a running manager): a unit in a
+# root of its own, the drop-in written there by the packaged binary, and
+# systemd-analyze verify, which names any line of it it cannot use.
+unitroot=$root/unitroot
+mkdir -p "$unitroot/etc/systemd/system" "$unitroot/usr/bin"
+cp /bin/true "$unitroot/usr/bin/true"
+printf '[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/usr/bin/true\n' >"$unitroot/etc/systemd/system/demo.service"
+mkdir -p "$unitroot/usr/lib/$tuple/daxguard" && cp "$lib" "$unitroot/usr/lib/$tuple/daxguard/"
+check "enable --unit under a root" "$root/usr/bin/daxguard" enable --root "$unitroot" \
+	--lib "/usr/lib/$tuple/daxguard/libdaxguard.so" --unit demo --mode warn
+verify=$(systemd-analyze --root="$unitroot" verify demo.service 2>&1)
+no_complaint() { ! grep -q daxguard.conf <<<"$verify"; }
+check "systemd parses the drop-in without a complaint" no_complaint
+check "the drop-in sets LD_PRELOAD to the installed library" grep -q "^Environment=LD_PRELOAD=/usr/lib/$tuple/daxguard/libdaxguard.so$" \
+	"$unitroot/etc/systemd/system/demo.service.d/daxguard.conf"
 ((fails == 0)) || { echo "package: $fails failed"; exit 1; }
 echo "package: all checks passed"

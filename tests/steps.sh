@@ -110,12 +110,13 @@ finish() {
 # What building and the host tests need, beyond the Rust toolchain.
 # libpython3.11-testsuite: CPython's own tests, run under the preload (tests/foreign/cpython.sh).
 # man-db renders the generated man pages (tools/tests/install.rs); lintian,
-# and dpkg-dev check the Debian package (tests/package.sh).
+# and dpkg-dev check the Debian package, systemd-analyze the unit drop-in
+# (tests/package.sh).
 # clang also compiles `daxguard watch`'s BPF program; libelf-dev and zlib1g-dev are
 # for the libbpf that libbpf-sys builds from its own copy (tools/build.rs).
 BUILD_PACKAGES=(build-essential pkg-config cmake clang libclang-dev libibverbs-dev ibverbs-providers
 	liburing-dev libv4l-dev binutils strace util-linux python3 libpython3.11-testsuite valgrind
-	libelf-dev zlib1g-dev man-db lintian dpkg-dev)
+	libelf-dev zlib1g-dev man-db lintian dpkg-dev systemd)
 
 install_build_deps() {
 	[[ $(id -u) == 0 ]] || die "run as root: the tests install packages and mount filesystems"
