@@ -109,11 +109,14 @@ finish() {
 
 # What building and the host tests need, beyond the Rust toolchain.
 # libpython3.11-testsuite: CPython's own tests, run under the preload (tests/foreign/cpython.sh).
+# man-db renders the generated man pages (tools/tests/install.rs); lintian,
+# and dpkg-dev check the Debian package, systemd-analyze the unit drop-in
+# (tests/package.sh).
 # clang also compiles `daxguard watch`'s BPF program; libelf-dev and zlib1g-dev are
 # for the libbpf that libbpf-sys builds from its own copy (tools/build.rs).
 BUILD_PACKAGES=(build-essential pkg-config cmake clang libclang-dev libibverbs-dev ibverbs-providers
 	liburing-dev libv4l-dev binutils strace util-linux python3 libpython3.11-testsuite valgrind
-	libelf-dev zlib1g-dev)
+	libelf-dev zlib1g-dev man-db lintian dpkg-dev systemd)
 
 install_build_deps() {
 	[[ $(id -u) == 0 ]] || die "run as root: the tests install packages and mount filesystems"
@@ -124,6 +127,10 @@ install_build_deps() {
 	for p in "${BUILD_PACKAGES[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
+	# The Debian package is built with cargo-deb 3.8 (tools/dist/build-deb).
+	if ! cargo deb --version 2>/dev/null | grep -q '^cargo-deb 3\.8\.'; then
+		cargo install cargo-deb --locked --version '~3.8' || die "cargo install cargo-deb failed"
+	fi
 	((${#missing[@]})) || return 0
 	echo "installing: ${missing[*]}"
 	apt-get update -qq || die "apt-get update failed"

@@ -27,4 +27,29 @@ fn main() {
         println!("cargo:rerun-if-changed={f}");
     }
     println!("cargo:rerun-if-env-changed=DAXGUARD_BPF_CLANG");
+    multiarch();
+}
+
+/// Debian's multiarch tuple for the target (`x86_64-linux-gnu`), for the
+/// private library directory `/usr/lib/<tuple>/daxguard/` that `daxguard run`
+/// searches and `enable` writes. `DEB_HOST_MULTIARCH` (set by Debian's build
+/// tools) wins; otherwise it is derived from the Rust target the way
+/// dpkg-architecture names it.
+fn multiarch() {
+    println!("cargo:rerun-if-env-changed=DEB_HOST_MULTIARCH");
+    let tuple = env::var("DEB_HOST_MULTIARCH").ok().filter(|t| !t.is_empty()).unwrap_or_else(|| {
+        let arch = env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
+        let abi = env::var("CARGO_CFG_TARGET_ABI").unwrap_or_default();
+        match (arch.as_str(), abi.as_str()) {
+            ("x86", _) => "i386-linux-gnu".to_string(),
+            ("arm", a) if a.ends_with("hf") => "arm-linux-gnueabihf".to_string(),
+            ("arm", _) => "arm-linux-gnueabi".to_string(),
+            ("powerpc64", _) if env::var("CARGO_CFG_TARGET_ENDIAN").as_deref() == Ok("little") => {
+                "powerpc64le-linux-gnu".to_string()
+            }
+            ("loongarch64", _) => "loongarch64-linux-gnu".to_string(),
+            (a, _) => format!("{a}-linux-gnu"),
+        }
+    });
+    println!("cargo:rustc-env=DAXGUARD_MULTIARCH={tuple}");
 }

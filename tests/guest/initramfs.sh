@@ -228,6 +228,31 @@ overlay_initramfs() {
 		install -m 755 "$f" "$root/opt/daxguard/bin/"
 		artifacts+=("$root/opt/daxguard/bin/${f##*/}")
 	done
+	# The Debian package (tools/dist/build-deb), for install.sh: the .deb,
+	# dpkg to install it (GNU tar: dpkg-deb's options are not busybox's), and
+	# the host's dpkg records of the packages it depends on, whose libraries
+	# the base layer copied from the host (so dpkg -i needs no --force).
+	local -a debs=("$REPO_ROOT"/target/debian/daxguard_*.deb)
+	if [[ -f ${debs[-1]} ]]; then
+		mkdir -p "$root/opt/daxguard/deb"
+		cp "${debs[-1]}" "$root/opt/daxguard/deb/"
+		local tool dep
+		for tool in dpkg dpkg-deb dpkg-split dpkg-query tar; do
+			f=$(realpath "$(command -v "$tool")") || die "host tool '$tool' missing (dpkg)"
+			_copy_file "$f" "$root"
+			artifacts+=("$root$f")
+		done
+		# Their file lists too: they own /lib, /usr/share... as on any Debian
+		# system, so removing daxguard does not take those away.
+		mkdir -p "$root/opt/daxguard/deb/info"
+		for dep in $(dpkg-deb -f "${debs[-1]}" Depends | tr ',' '\n' | awk '{ print $1 }'); do
+			dpkg-query -s "$dep" || die "the package depends on $dep, which the host lacks"
+			echo
+			for f in /var/lib/dpkg/info/"$dep".list /var/lib/dpkg/info/"$dep":*.list; do
+				if [[ -f $f ]]; then cp "$f" "$root/opt/daxguard/deb/info/"; fi
+			done
+		done >"$root/opt/daxguard/deb/status"
+	fi
 	for f in "${artifacts[@]}"; do
 		# Non-ELF files (scripts) have no libraries; a missing one is only
 		# a warning here, the scenario using the file will fail visibly.

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use daxguard::Consumer;
 use daxguard::policy::Mode;
 
@@ -47,6 +47,10 @@ pub enum Command {
     Probe(ProbeArgs),
     Doctor(DoctorArgs),
     Watch(WatchArgs),
+    Enable(EnableArgs),
+    Disable(DisableArgs),
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 const CHECK_AFTER: &str = "\
@@ -153,7 +157,9 @@ pub enum Unknown {
 
 const RUN_AFTER: &str = "\
 libdaxguard.so is looked for in this order: --lib, $DAXGUARD_LIB, beside the
-daxguard binary, <binary dir>/../lib/, /usr/local/lib/, /usr/lib/. It is
+daxguard binary, <binary dir>/../lib/<multiarch>/daxguard/ (the package's
+private directory), <binary dir>/../lib/, /usr/local/lib/,
+/usr/lib/<multiarch>/daxguard/, /usr/lib/. It is
 appended to an existing LD_PRELOAD (which is kept first). Settings not given
 here are inherited from the environment (DAXGUARD_MODE, DAXGUARD_LOG,
 DAXGUARD_UNKNOWN, DAXGUARD_QUIET, DAXGUARD_STATS). daxguard replaces itself
@@ -351,4 +357,113 @@ fn parse_watch_errno(s: &str) -> Result<i32, String> {
         "EFAULT" | "14" => Ok(libc::EFAULT),
         _ => Err(format!("'{s}': a refused long-term pin is EOPNOTSUPP or EFAULT")),
     }
+}
+
+const ENABLE_AFTER: &str = "\
+--unit NAME writes /etc/systemd/system/NAME.d/daxguard.conf, a drop-in that
+sets LD_PRELOAD to libdaxguard.so (and DAXGUARD_MODE with --mode) for that
+service only; NAME without a suffix means NAME.service. It replaces an
+LD_PRELOAD the unit sets itself. Then: systemctl daemon-reload and restart
+the service; `systemctl cat NAME` shows the drop-in.
+
+--host appends libdaxguard.so to /etc/ld.so.preload, if it is not there: it
+then applies to EVERY process on the host, setuid programs included (they
+ignore the environment and run with the defaults: enforce). Before writing,
+the library is loaded once into `daxguard --version` to check it loads cleanly.
+`daxguard disable --host` leaves the file byte for byte as it was.
+
+The library is the one `daxguard run` would use (see `daxguard run --help`),
+or --lib. --root DIR acts on the system under DIR (an image, a chroot);
+there --lib is required and is the path as seen inside DIR.
+
+Examples:
+  daxguard enable --unit postgresql --mode warn
+  daxguard enable --host
+  daxguard enable --root /srv/image --lib /usr/lib/x86_64-linux-gnu/daxguard/libdaxguard.so --host";
+
+/// Turn daxguard on for one systemd service (a drop-in) or every process of the host (/etc/ld.so.preload)
+#[derive(Args, Debug)]
+#[command(after_help = ENABLE_AFTER)]
+#[command(group(ArgGroup::new("scope").required(true).args(["unit", "host"])))]
+pub struct EnableArgs {
+    /// Preload into this systemd unit only, with a drop-in
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
+
+    /// Preload into every process of the host (/etc/ld.so.preload)
+    #[arg(long)]
+    pub host: bool,
+
+    /// With --unit: the service's DAXGUARD_MODE
+    #[arg(long, value_parser = mode_parser(), conflicts_with = "host")]
+    pub mode: Option<Mode>,
+
+    /// Use this libdaxguard.so
+    #[arg(long, value_name = "PATH")]
+    pub lib: Option<PathBuf>,
+
+    /// Act on the system under DIR instead of /
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+const DISABLE_AFTER: &str = "\
+--unit NAME removes the drop-in `daxguard enable --unit NAME` wrote (only a
+file daxguard wrote). --host takes out of /etc/ld.so.preload exactly the line
+`enable --host` appended, with the newline it added, and the file if daxguard
+created it. --all does both, for every unit with a daxguard drop-in (the
+package runs it when it is removed). Nothing to remove is not an error.
+
+Examples:
+  daxguard disable --unit postgresql
+  daxguard disable --host";
+
+/// Turn off what `daxguard enable` turned on, leaving the files as they were
+#[derive(Args, Debug)]
+#[command(after_help = DISABLE_AFTER)]
+#[command(group(ArgGroup::new("scope").required(true).args(["unit", "host", "all"])))]
+pub struct DisableArgs {
+    /// Remove this unit's daxguard drop-in
+    #[arg(long, value_name = "NAME")]
+    pub unit: Option<String>,
+
+    /// Take libdaxguard.so out of /etc/ld.so.preload
+    #[arg(long)]
+    pub host: bool,
+
+    /// --host and every unit's daxguard drop-in
+    #[arg(long)]
+    pub all: bool,
+
+    /// Act on the system under DIR instead of /
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+/// What `daxguard generate` writes (packaging: see tools/dist/build-deb).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Generated {
+    /// daxguard(1), daxguard-SUBCOMMAND(1) and daxguard(7), in DIR/man
+    Man,
+    /// bash, zsh and fish completions, in DIR/completions
+    Completions,
+    /// daxguard.pc for C programs that call daxguard_check(), in DIR/pkgconfig
+    Pkgconfig,
+    /// All of the above
+    All,
+}
+
+/// Write the man pages, shell completions and pkg-config file (for packaging)
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[arg(value_enum)]
+    pub what: Generated,
+
+    /// Directory to write into (created)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The install prefix daxguard.pc names
+    #[arg(long, value_name = "DIR", default_value = "/usr")]
+    pub prefix: PathBuf,
 }

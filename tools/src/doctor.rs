@@ -274,7 +274,7 @@ fn check_shim(facts: &mut Facts) -> Check {
             ok("shim", format!("libdaxguard.so: {} ({}); `daxguard run` will use it", s.path.display(), s.how))
         }
         Err(e) => fail("shim", format!("{e:#}")).hint(
-            "`daxguard run` cannot work: install libdaxguard.so beside daxguard or in /usr/local/lib, or set DAXGUARD_LIB",
+            "`daxguard run` cannot work: install the daxguard package, or libdaxguard.so beside daxguard or in /usr/local/lib, or set DAXGUARD_LIB",
         ),
     }
 }

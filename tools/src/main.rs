@@ -11,9 +11,12 @@
 #![deny(unsafe_code)]
 
 mod access;
+mod activate;
 mod check;
 mod cli;
 mod doctor;
+mod enable;
+mod generate;
 mod interception;
 mod output;
 mod probe;
@@ -45,6 +48,9 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
         Command::Probe(a) => probe::run(a, cli.json),
         Command::Doctor(_) => doctor::run(cli.json),
         Command::Watch(a) => watch::run(a, cli.json),
+        Command::Enable(a) => enable::enable(a, cli.json),
+        Command::Disable(a) => enable::disable(a, cli.json),
+        Command::Generate(a) => generate::run(a),
     }
 }
 

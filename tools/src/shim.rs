@@ -14,15 +14,27 @@ pub struct Shim {
     pub how: &'static str,
 }
 
+/// Debian's multiarch tuple of this build (`x86_64-linux-gnu`), from build.rs.
+pub const MULTIARCH: &str = env!("DAXGUARD_MULTIARCH");
+
+/// Where the Debian package puts the library: a private directory of the
+/// multiarch libdir, off the loader's search path (like faketime's and
+/// rdma-core's rsocket preloads), relative to the install prefix.
+pub fn private_dir() -> PathBuf {
+    PathBuf::from(format!("lib/{MULTIARCH}/daxguard"))
+}
+
 /// The places searched after --lib and $DAXGUARD_LIB, in order.
 pub fn search_path() -> Vec<(PathBuf, &'static str)> {
     let mut v = Vec::new();
     // current_exe resolves symlinks: a /usr/local/bin link finds the real install.
     if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
         v.push((dir.join("libdaxguard.so"), "beside the daxguard binary"));
+        v.push((dir.join("..").join(private_dir()).join("libdaxguard.so"), "in the install's private lib directory"));
         v.push((dir.join("../lib/libdaxguard.so"), "in the install's lib directory"));
     }
     v.push((PathBuf::from("/usr/local/lib/libdaxguard.so"), "in /usr/local/lib"));
+    v.push((Path::new("/usr").join(private_dir()).join("libdaxguard.so"), "in the package's private directory"));
     v.push((PathBuf::from("/usr/lib/libdaxguard.so"), "in /usr/lib"));
     v
 }
@@ -69,4 +81,22 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
         bail!("{}: LD_PRELOAD cannot hold a path with a space or colon; copy the library elsewhere", abs.display());
     }
     Ok(abs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_package_directory_is_searched() {
+        if cfg!(all(target_arch = "x86_64", target_env = "gnu")) && std::env::var_os("DEB_HOST_MULTIARCH").is_none() {
+            assert_eq!(MULTIARCH, "x86_64-linux-gnu");
+        }
+        let want = PathBuf::from(format!("/usr/lib/{MULTIARCH}/daxguard/libdaxguard.so"));
+        let paths: Vec<PathBuf> = search_path().into_iter().map(|(p, _)| p).collect();
+        assert!(paths.contains(&want), "{paths:?}");
+        // /usr/bin/daxguard finds the package's copy through <exe dir>/../lib/<tuple>/daxguard.
+        let rel = Path::new("/usr/bin/..").join(private_dir()).join("libdaxguard.so");
+        assert_eq!(rel, Path::new(&format!("/usr/bin/../lib/{MULTIARCH}/daxguard/libdaxguard.so")));
+    }
 }
