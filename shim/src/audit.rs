@@ -286,6 +286,7 @@ mod tests {
     #[test]
     fn log_file_is_private_and_refuses_symlinks() {
         use std::os::unix::fs::PermissionsExt;
+        let _numbers = crate::sys::procfd::FD_NUMBERS.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::env::temp_dir().join(format!("daxguard-audit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("log");

@@ -267,6 +267,14 @@ pub(crate) fn close(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
+/// Held by unit tests that close a descriptor and put another file at its
+/// number: tests run on threads of one process, and one test's `dup2` onto
+/// a number it just closed would otherwise clobber a descriptor another test
+/// was handed there meanwhile (`move_high` gives every kept descriptor the
+/// lowest free number from the same floor).
+#[cfg(test)]
+pub(crate) static FD_NUMBERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +288,7 @@ mod tests {
 
     #[test]
     fn reopens_after_close_behind_our_back() {
+        let _numbers = FD_NUMBERS.lock().unwrap_or_else(|e| e.into_inner());
         let mut p = ProcFd::new(b"maps");
         let (fd, fresh) = p.get().unwrap();
         assert!(fresh);
@@ -302,6 +311,7 @@ mod tests {
 
     #[test]
     fn kept_descriptors_sit_high() {
+        let _numbers = FD_NUMBERS.lock().unwrap_or_else(|e| e.into_inner());
         let mut p = ProcFd::new(b"maps");
         let (fd, _) = p.get().unwrap();
         // SAFETY: plain data filled by getrlimit.
