@@ -37,6 +37,14 @@ const char *daxguard_version(void);
  */
 const char *daxguard_interception(void);
 
+/*
+ * How this copy of the library finds the VMAs a registration spans:
+ * "procmap_query" (the PROCMAP_QUERY ioctl, Linux 6.11+) or "maps"
+ * (/proc/self/maps read as text), as DAXGUARD_LOOKUP and the kernel decide.
+ * Static storage.
+ */
+const char *daxguard_lookup(void);
+
 #ifdef __cplusplus
 }
 #endif

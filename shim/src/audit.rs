@@ -23,7 +23,7 @@ use crate::sys::{Errno, without_sigpipe, write_quietly};
 
 /// The keys of every record [`Record::to_json`] writes, in order (the
 /// schema in `docs/policy.md`).
-pub const RECORD_KEYS: [&str; 18] = [
+pub const RECORD_KEYS: [&str; 19] = [
     "time",
     "pid",
     "tid",
@@ -41,6 +41,7 @@ pub const RECORD_KEYS: [&str; 18] = [
     "errno",
     "errno_name",
     "explain",
+    "lookup",
     "decide_ns",
 ];
 
@@ -65,6 +66,9 @@ pub struct Record<'a> {
     pub errno: i32,
     /// Why a forwarded registration failed, in words.
     pub explain: Option<&'a str>,
+    /// The lookup path that found the VMAs: `procmap_query` or `maps`
+    /// ([`crate::Lookup::name`]).
+    pub lookup: &'a str,
     pub decide_ns: u64,
 }
 
@@ -101,6 +105,8 @@ impl Record<'_> {
         json_str(&mut s, crate::explain::errno_name(self.errno).as_bytes());
         s.push_str(",\"explain\":");
         json_opt(&mut s, self.explain.map(str::as_bytes));
+        s.push_str(",\"lookup\":");
+        json_str(&mut s, self.lookup.as_bytes());
         let _ = writeln!(s, ",\"decide_ns\":{}}}", self.decide_ns);
         s
     }
@@ -262,6 +268,7 @@ mod tests {
             reason: "fsdax",
             file: Some(path),
             mount: Some("ext4 on /dev/pmem0".into()),
+            lookup: "procmap_query",
             action: "refused",
             errno: libc::EOPNOTSUPP,
             explain: None,
@@ -279,6 +286,7 @@ mod tests {
     #[test]
     fn log_file_is_private_and_refuses_symlinks() {
         use std::os::unix::fs::PermissionsExt;
+        let _numbers = crate::sys::procfd::FD_NUMBERS.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::env::temp_dir().join(format!("daxguard-audit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("log");

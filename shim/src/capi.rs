@@ -87,3 +87,30 @@ pub extern "C" fn daxguard_interception() -> *const c_char {
     };
     c.as_ptr()
 }
+
+/// `const char *daxguard_lookup(void)`: how this copy of the library finds
+/// the VMAs a registration spans in this process: `procmap_query` (the
+/// `PROCMAP_QUERY` ioctl, Linux 6.11+) or `maps` (`/proc/self/maps` text),
+/// as `DAXGUARD_LOOKUP` and the kernel decide; static storage. `daxguard
+/// doctor` under `daxguard run` asks the preloaded copy, as for
+/// [`daxguard_interception`].
+#[unsafe(no_mangle)]
+pub extern "C" fn daxguard_lookup() -> *const c_char {
+    let name = catch_unwind(|| crate::lookup::preferred_lookup(lookup_choice()).name()).unwrap_or("maps");
+    let c: &'static std::ffi::CStr = match name {
+        "procmap_query" => c"procmap_query",
+        _ => c"maps",
+    };
+    c.as_ptr()
+}
+
+/// The `DAXGUARD_LOOKUP` the guard runs with (read at its setup).
+#[cfg(feature = "interpose")]
+fn lookup_choice() -> crate::types::LookupChoice {
+    crate::guard::lookup_choice()
+}
+
+#[cfg(not(feature = "interpose"))]
+fn lookup_choice() -> crate::types::LookupChoice {
+    crate::types::LookupChoice::Auto
+}

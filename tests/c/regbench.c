@@ -26,6 +26,13 @@
  *
  *   REGBENCH-PAIRED vmas=<count> size=<bytes> iters=<n> with_median_ns=<ns> without_median_ns=<ns> ratio=<with/without>
  *
+ * Without --step, before the sizes, one line for the cold cost: the very
+ * first registration and deregistration of the process, of the first SIZE
+ * (through the macro: with the shim, its set-up and first lookup), and one
+ * full read of /proc/self/maps (counting its lines):
+ *
+ *   REGBENCH-COLD vmas=<count> first_ns=<ns> maps_read_ns=<ns>
+ *
  * With --step, each SIZE first waits for a line on stdin, so the caller can
  * change something between sizes in this one process (tests/bench/guest-watch.sh
  * attaches and detaches `daxguard watch`; it repeats one SIZE for rounds).
@@ -204,6 +211,17 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (!step) {
+		uint64_t t0 = now_ns(), first, maps;
+
+		reg_dereg(pd, base + (bulk_pages + 1) * page, sizes[0], NULL);
+		first = now_ns() - t0;
+		t0 = now_ns();
+		vma_count();
+		maps = now_ns() - t0;
+		printf("REGBENCH-COLD vmas=%ld first_ns=%llu maps_read_ns=%llu\n", have, (unsigned long long)first,
+		       (unsigned long long)maps);
+	}
 	ns = calloc((size_t)iters, sizeof(*ns));
 	ns_without = calloc((size_t)iters, sizeof(*ns_without));
 	if (!ns || !ns_without)

@@ -26,7 +26,7 @@ enum Status {
 #[derive(Serialize)]
 struct Check {
     /// A stable identifier: kernel, fsdax_rule, procmap_query, statx_dax,
-    /// dax_mounts, devdax, libibverbs, rdma, shim, watch.
+    /// dax_mounts, devdax, libibverbs, rdma, shim, interception, lookup, watch.
     id: &'static str,
     status: Status,
     detail: String,
@@ -46,6 +46,9 @@ struct Facts {
     shim: Option<String>,
     /// `none`, `plt` or `plt+dlsym` from a preloaded daxguard; null without one.
     interception: Option<String>,
+    /// How a guarded process here finds its VMAs: `procmap_query` or `maps`
+    /// (the preloaded daxguard's answer under `daxguard run`).
+    lookup: &'static str,
     watch: WatchFacts,
 }
 
@@ -146,6 +149,7 @@ pub fn run(json_out: bool) -> anyhow::Result<Done> {
     checks.extend(check_rdma(&mut facts, verbs.as_ref().ok()));
     checks.push(check_shim(&mut facts));
     checks.push(check_interception(&mut facts));
+    checks.push(check_lookup(&mut facts));
     checks.push(check_watch(&mut facts));
     let code = if checks.iter().any(|c| c.status == Status::Fail) { EXIT_REFUSED } else { EXIT_OK };
     if json_out {
@@ -297,6 +301,28 @@ fn check_interception(facts: &mut Facts) -> Check {
         }
         Some(other) => warn("interception", format!("{other}: this copy of daxguard intercepts nothing")),
     }
+}
+
+/// Which lookup path a guarded process uses: the preloaded copy's under
+/// `daxguard run -- daxguard doctor`, else what this kernel and
+/// `DAXGUARD_LOOKUP` give.
+fn check_lookup(facts: &mut Facts) -> Check {
+    let (name, whose) = match crate::interception::preloaded_lookup() {
+        Some(name) => (if name == "procmap_query" { "procmap_query" } else { "maps" }, "the preloaded daxguard"),
+        None => {
+            let (settings, _) = daxguard::settings::Settings::parse(|k| std::env::var(k).ok());
+            (daxguard::lookup::preferred_lookup(settings.lookup).name(), "a guarded process here")
+        }
+    };
+    facts.lookup = name;
+    if name == "procmap_query" {
+        return ok(
+            "lookup",
+            format!("{whose} finds VMAs with PROCMAP_QUERY (procmap_query): one ioctl per VMA spanned"),
+        );
+    }
+    warn("lookup", format!("{whose} reads /proc/self/maps as text (maps): each registration costs a walk of the maps"))
+        .hint("PROCMAP_QUERY needs Linux 6.11+ (and DAXGUARD_LOOKUP unset or auto)")
 }
 
 /// Whether `daxguard watch` can run: the kernel (BTF, the GUP functions,

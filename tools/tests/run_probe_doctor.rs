@@ -164,6 +164,7 @@ fn doctor_reports_every_line() {
         "rdma",
         "shim",
         "interception",
+        "lookup",
         "watch",
     ] {
         assert!(ids.contains(&id), "{id} in {ids:?}");
@@ -181,6 +182,8 @@ fn doctor_reports_every_line() {
     // Ready here or not, watch says which: a reason exactly when not ready.
     assert_eq!(f["watch"]["ready"].as_bool().unwrap(), f["watch"]["why_not"].is_null(), "{}", f["watch"]);
     assert!(f["interception"].is_null(), "no daxguard preloaded into a plain doctor: {f}");
+    let want = if f["procmap_query"] == true { "procmap_query" } else { "maps" };
+    assert_eq!(f["lookup"], want, "{f}");
 }
 
 #[test]
@@ -191,6 +194,15 @@ fn doctor_under_run_names_the_preloaded_interception() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
     let want = if cfg!(target_arch = "x86_64") { "plt+dlsym" } else { "plt" };
     assert_eq!(v["facts"]["interception"], want, "{}", r.stdout);
+    let want = if v["facts"]["procmap_query"] == true { "procmap_query" } else { "maps" };
+    assert_eq!(v["facts"]["lookup"], want, "{}", r.stdout);
+    // DAXGUARD_LOOKUP reaches the preloaded copy, whose answer doctor shows.
+    let r = ran(cmd(&["run", "--lib", lib, "--", env!("CARGO_BIN_EXE_daxguard"), "--json", "doctor"])
+        .env("DAXGUARD_LOOKUP", "maps")
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+    assert_eq!(v["facts"]["lookup"], "maps", "{}", r.stdout);
 }
 
 #[test]

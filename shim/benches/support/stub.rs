@@ -69,7 +69,12 @@ impl Stub {
 /// settings at that first call: set the environment before.
 #[allow(dead_code)] // memory.rs loads the stub without this
 pub fn export_against_direct(group: &str, export_id: &str) {
-    let stub = Stub::load();
+    export_against_direct_with(&Stub::load(), group, export_id);
+}
+
+/// [`export_against_direct`] with a stub already loaded.
+#[allow(dead_code)] // memory.rs loads the stub without this
+pub fn export_against_direct_with(stub: &Stub, group: &str, export_id: &str) {
     let region = vec![0u8; 8192];
     let addr = region.as_ptr() as *mut c_void;
     let mut pd = [0u64; 32]; // the stub ignores it; the shim reads it only for ODP
@@ -100,4 +105,109 @@ pub fn export_against_direct(group: &str, export_id: &str) {
     });
     g.finish();
     c.final_summary();
+}
+
+/// Grows the process to its VMA limit (`vm.max_map_count`): a `PROT_NONE`
+/// reservation with every other page made `PROT_READ` until `mprotect`
+/// fails with `ENOMEM`, as `tests/c/atlimit.c` does. Returns whether a
+/// split of a fresh anonymous VMA now fails (it must: that is the limit).
+#[allow(dead_code)] // only the guard bench uses it
+pub fn fill_to_vma_limit() -> bool {
+    let max: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap().trim().parse().unwrap();
+    let page = 4096;
+    // SAFETY: fresh anonymous mappings of our own, never touched; their
+    // protections are ours to change.
+    unsafe {
+        let r = libc::mmap(
+            std::ptr::null_mut(),
+            max * page,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        );
+        assert_ne!(r, libc::MAP_FAILED, "reservation");
+        let r = r.cast::<u8>();
+        for i in (1..max).step_by(2) {
+            if libc::mprotect(r.add(i * page).cast(), page, libc::PROT_READ) != 0 {
+                break;
+            }
+        }
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            3 * page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return true;
+        }
+        let fails = libc::madvise(p.cast::<u8>().add(page).cast(), page, libc::MADV_WIPEONFORK) != 0;
+        libc::munmap(p, 3 * page);
+        fails
+    }
+}
+
+/// Timing by hand for where criterion cannot run (at the VMA limit): the
+/// stub directly and through the shim's export, alternating rounds of
+/// `calls` calls each on 4 KiB, into buffers allocated beforehand.
+#[allow(dead_code)] // only the guard bench uses it
+pub struct Rounds {
+    direct: Vec<f64>,
+    export: Vec<f64>,
+    calls: u32,
+    region: Vec<u8>,
+}
+
+#[allow(dead_code)]
+impl Rounds {
+    pub fn new(count: usize, calls: u32) -> Rounds {
+        Rounds { direct: Vec::with_capacity(count), export: Vec::with_capacity(count), calls, region: vec![0u8; 8192] }
+    }
+
+    pub fn count(&self) -> usize {
+        self.direct.capacity()
+    }
+
+    pub fn calls(&self) -> u32 {
+        self.calls
+    }
+
+    /// The median ns per call of each side: `(direct, export)`.
+    pub fn run(&mut self, stub: &Stub) -> (f64, f64) {
+        let addr = self.region.as_mut_ptr().cast::<c_void>();
+        let mut pd = [0u64; 32];
+        let pd = pd.as_mut_ptr().cast::<c_void>();
+        let access = verbs_sys::IBV_ACCESS_LOCAL_WRITE;
+        let direct = stub.reg;
+        let time = |f: &dyn Fn()| {
+            let t = std::time::Instant::now();
+            for _ in 0..self.calls {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / f64::from(self.calls)
+        };
+        let n = self.count();
+        // The vectors allocated before the process was filled.
+        let (mut d, mut e) = (std::mem::take(&mut self.direct), std::mem::take(&mut self.export));
+        for _ in 0..n {
+            // SAFETY: arguments as ibv_reg_mr(3) wants them; the stub ignores them.
+            d.push(time(&|| unsafe {
+                black_box(direct(black_box(pd), black_box(addr), 4096, addr as u64, access));
+            }));
+            // SAFETY: as above.
+            e.push(time(&|| unsafe {
+                black_box(ibv_reg_mr_iova2(black_box(pd), black_box(addr), 4096, addr as u64, access));
+            }));
+        }
+        (self.direct, self.export) = (d, e);
+        (median(&mut self.direct), median(&mut self.export))
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }

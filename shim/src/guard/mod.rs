@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::explain::{self, Site};
 use crate::fsdax;
 use crate::judge::{Options, classify_with, judge};
+use crate::lookup::preferred_lookup;
 use crate::policy::{Action, Decision, Rule, decide};
 use crate::report::{FileInfo, Report, Verdict};
 use crate::settings::Mode;
@@ -355,6 +356,12 @@ fn after_failure(s: &Setup, call: &Call, pre: &mut Pre, errno: i32) -> bool {
     retry
 }
 
+/// The `DAXGUARD_LOOKUP` the guard runs with (reads the settings if no
+/// registration has yet).
+pub(crate) fn lookup_choice() -> crate::types::LookupChoice {
+    setup().settings.lookup
+}
+
 /// The audit record, if a sink is set.
 fn record<R>(s: &Setup, call: &Call, pre: &Pre, out: &Outcome<R>) {
     let Some(sink) = &s.sink else { return };
@@ -380,6 +387,9 @@ fn record<R>(s: &Setup, call: &Call, pre: &Pre, out: &Outcome<R>) {
         action: out.action,
         errno: out.errno,
         explain: explain.as_deref(),
+        // The path that answered, or (no report: the lookup failed) the one
+        // this process takes.
+        lookup: pre.report.as_ref().map_or_else(|| preferred_lookup(s.settings.lookup), |r| r.lookup).name(),
         decide_ns: pre.decide_ns,
     };
     sink.write(&rec.to_json());

@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::error::Error;
 use crate::sys::Errno;
+pub use crate::sys::procfd::{ForkCheck, fork_check, pid_checks};
 use crate::sys::procfd::{close, open_proc};
 use crate::types::{Lookup, LookupChoice, Target, Vma};
 

@@ -27,7 +27,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use super::Errno;
 use crate::types::Target;
@@ -118,8 +118,72 @@ pub(crate) fn fork_epoch() -> u32 {
                 e => e,
             }
         }
-        _ => super::pid() as u32,
+        _ => {
+            PID_CHECKS.fetch_add(1, Ordering::Relaxed);
+            super::pid() as u32
+        }
     }
+}
+
+/// How [`fork_epoch`] tells a forked child from its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkCheck {
+    /// Not decided yet: nothing has asked (no registration, no load-time mark).
+    Undecided,
+    /// A word the kernel wipes in every child: one memory load.
+    WipeOnFork,
+    /// The pid, compared on every use: one `getpid` per call.
+    Pid,
+}
+
+impl ForkCheck {
+    /// The name the CLI and the audit log use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForkCheck::Undecided => "undecided",
+            ForkCheck::WipeOnFork => "wipe-on-fork",
+            ForkCheck::Pid => "pid",
+        }
+    }
+}
+
+/// Which check this process uses, without deciding it.
+pub fn fork_check() -> ForkCheck {
+    match WIPE_WORKS.load(Ordering::Acquire) {
+        0 => ForkCheck::Undecided,
+        1 => ForkCheck::WipeOnFork,
+        _ => ForkCheck::Pid,
+    }
+}
+
+/// How many times [`fork_epoch`] has asked for the pid in this process
+/// (0 while the wipe-on-fork page works): what a test at the VMA limit counts.
+pub fn pid_checks() -> u64 {
+    PID_CHECKS.load(Ordering::Relaxed)
+}
+
+static PID_CHECKS: AtomicU64 = AtomicU64::new(0);
+
+/// Marks the page when the library is loaded (feature `interpose`: the
+/// preloaded `libdaxguard.so`, or a program linking it to be guarded),
+/// before the program has grown. Marking needs the kernel to split the
+/// library's `.bss` VMA in up to three, which fails with `ENOMEM` once the
+/// process holds `vm.max_map_count` VMAs; a program that reaches its limit
+/// before its first registration (a JVM, a database) would otherwise pay a
+/// `getpid` on every one. Where the mark fails even here (before Linux 4.14,
+/// a page bigger than 4 KiB), the pid is compared: exact also after a raw
+/// `clone` that runs no `pthread_atfork` handlers, which is why those are
+/// not used instead.
+#[cfg(feature = "interpose")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static MARK_AT_LOAD: extern "C" fn() = mark_at_load;
+
+#[cfg(feature = "interpose")]
+extern "C" fn mark_at_load() {
+    // No panic may leave a constructor; there is none to catch, but a
+    // failure here only means the first use decides.
+    let _ = std::panic::catch_unwind(fork_epoch);
 }
 
 /// A page of our own zero-initialised data, alone on its page, that the
@@ -203,6 +267,14 @@ pub(crate) fn close(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
+/// Held by unit tests that close a descriptor and put another file at its
+/// number: tests run on threads of one process, and one test's `dup2` onto
+/// a number it just closed would otherwise clobber a descriptor another test
+/// was handed there meanwhile (`move_high` gives every kept descriptor the
+/// lowest free number from the same floor).
+#[cfg(test)]
+pub(crate) static FD_NUMBERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +288,7 @@ mod tests {
 
     #[test]
     fn reopens_after_close_behind_our_back() {
+        let _numbers = FD_NUMBERS.lock().unwrap_or_else(|e| e.into_inner());
         let mut p = ProcFd::new(b"maps");
         let (fd, fresh) = p.get().unwrap();
         assert!(fresh);
@@ -238,6 +311,7 @@ mod tests {
 
     #[test]
     fn kept_descriptors_sit_high() {
+        let _numbers = FD_NUMBERS.lock().unwrap_or_else(|e| e.into_inner());
         let mut p = ProcFd::new(b"maps");
         let (fd, _) = p.get().unwrap();
         // SAFETY: plain data filled by getrlimit.
