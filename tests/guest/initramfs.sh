@@ -103,6 +103,39 @@ _stage_modules() {
 	depmod -b "$root" "$rel" || die "depmod for the guest's modules failed"
 }
 
+# Debian's python3 with just the modules its start-up imports (a few hundred
+# KiB, not the 40 MiB standard library): enough for install.sh to show that a
+# whole-host preload leaves an interpreter as it was. Listed by the host's own
+# python3 started as the guest starts it (empty environment).
+_stage_python() {
+	local root=$1 f
+	local -a mods
+	_copy_file /usr/bin/python3 "$root"
+	_copy_libs /usr/bin/python3 "$root" || die "libraries for python3 missing"
+	mapfile -t mods < <(env -i /usr/bin/python3 -c 'import sys
+for m in list(sys.modules.values()):
+    f = getattr(m, "__file__", None)
+    if f and f.startswith("/usr/"): print(f)')
+	((${#mods[@]})) || die "python3 on the host cannot list its start-up modules"
+	for f in "${mods[@]}"; do
+		_copy_file "$f" "$root"
+	done
+	# Its start-up looks for this directory (the exec_prefix landmark).
+	mkdir -p "$root$(env -i /usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_path("platstdlib"))')/lib-dynload"
+}
+
+# systemd, for service.sh: booted as the first process of a PID namespace
+# (as a container runs it), it manages units the scenario writes, so `daxguard
+# enable --unit` is seen working through systemctl. No unit files are needed:
+# the scenario boots into a target of its own, and the slices are built in.
+_stage_systemd() {
+	local root=$1 f
+	for f in /usr/lib/systemd/systemd /usr/bin/systemctl; do
+		_copy_file "$f" "$root"
+		_copy_libs "$f" "$root" || die "libraries for $f missing (systemd)"
+	done
+}
+
 # Fills the empty directory $2 with the base layer for kernel $1.
 _stage_base() {
 	local k=$1 root=$2 tool path lib
@@ -154,6 +187,9 @@ _stage_base() {
 		_copy_file "$lib" "$root"
 		_copy_libs "$lib" "$root" || die "libraries for $lib missing"
 	done
+
+	_stage_python "$root"
+	_stage_systemd "$root"
 
 	cp /etc/mke2fs.conf "$root/etc/"
 	printf 'root:x:0:0:root:/root:/bin/bash\n' >"$root/etc/passwd"

@@ -2,13 +2,13 @@
 # Issue 15: the Debian package, installed with dpkg -i into the guest (an
 # initramfs with no package database: the scenario makes one holding just the
 # host's records of the packages daxguard depends on, whose libraries the
-# guest has), then used from
-# the installed files only: doctor, the man pages, `daxguard run` on a program
-# registering fs-DAX memory on rxe0, `enable --host` (an unmodified program
-# refused; ls, python3 if present and a setuid program as before), `enable
-# --unit` (no systemd here: the drop-in's content), and removal leaving
-# /etc/ld.so.preload byte for byte as it was. The guest has no man-db: the
-# pages are checked for presence here and rendered by tests/package.sh.
+# guest has), then used from the installed files only: doctor, the man pages,
+# `daxguard run` on a program registering fs-DAX memory on rxe0, `enable
+# --host` (an unmodified program refused, and so is ib_write_bw --mmap; ls,
+# python3 and a setuid program as before), `enable --unit` (no systemd here:
+# the drop-in's content), and removal leaving /etc/ld.so.preload byte for
+# byte as it was. The guest has no man-db: the pages are checked for presence
+# here and rendered by tests/package.sh.
 source "$(dirname "$0")/../guest/lib.sh"
 debs=(/opt/daxguard/deb/daxguard_*.deb)
 require_file "${debs[0]}" "build it with tools/dist/build-deb"
@@ -87,13 +87,17 @@ out=$("${reg[@]}" 2>&1)
 assert_contains "$out" "daxguard: refused ibv_reg_mr" "an unmodified program is refused"
 assert_contains "$out" "f EOPNOTSUPP" "with the kernel's errno"
 assert_contains "$out" "a ok" "and its anonymous memory registers"
+# perftest, unmodified and started as anyone would: no LD_PRELOAD anywhere.
+make_file /mnt/pmem/bw 4
+bw=(ib_write_bw -d "$RDMA_DEV" -n 5 -s 1048576 -F --mmap=/mnt/pmem/bw)
+run_pair 18515 "${bw[@]}" -- "${bw[@]}" 127.0.0.1
+out="$(cat "$PAIR_SERVER_OUT" "$PAIR_CLIENT_OUT")"
+assert_ne 0 "$PAIR_SERVER_RC" "ib_write_bw --mmap on fs-DAX fails"
+assert_contains "$out" "daxguard: refused ibv_reg_mr" "ib_write_bw: daxguard's refusal"
+assert_contains "$out" "/mnt/pmem/bw is on filesystem-DAX" "ib_write_bw: the file named"
 assert_eq "$before_ls" "$(ls / 2>&1)" "ls as before (nothing on stderr)"
 assert_eq "$before_suid" "$(suid 2>&1)" "the setuid program as before"
-if command -v python3 >/dev/null; then
-	assert_eq 42 "$(python3 -c 'print(6*7)' 2>&1)" "python3 as before"
-else
-	echo "(no python3 in this guest)"
-fi
+assert_eq 42 "$(python3 -c 'print(6*7)' 2>&1)" "python3 as before (nothing on stderr)"
 out=$(daxguard enable --host 2>&1)
 assert_contains "$out" "already" "a second enable --host changes nothing"
 
