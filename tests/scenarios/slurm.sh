@@ -118,6 +118,14 @@ run env_warn srun -n1 --daxguard=warn bash -c "$show"
 assert_eq "LD_PRELOAD=[$LIB] DAXGUARD_MODE=[warn]" "$OUT" "srun --daxguard=warn: the task's environment"
 run env_none srun -n1 bash -c "$show"
 assert_eq "LD_PRELOAD=[unset] DAXGUARD_MODE=[unset]" "$OUT" "srun without --daxguard: untouched"
+# default=MODE in plugstack.conf (read anew by srun and each slurmstepd):
+# every step gets it, --daxguard=off opts one out.
+echo "required $SPANK lib=$LIB default=audit" >/etc/slurm/plugstack.conf
+run env_default srun -n1 bash -c "$show"
+assert_eq "LD_PRELOAD=[$LIB] DAXGUARD_MODE=[audit]" "$OUT" "plugstack.conf default=audit: every step"
+run env_off srun -n1 --daxguard=off bash -c "$show"
+assert_eq "LD_PRELOAD=[unset] DAXGUARD_MODE=[unset]" "$OUT" "default=audit, srun --daxguard=off: untouched"
+echo "required $SPANK lib=$LIB" >/etc/slurm/plugstack.conf
 run bogus srun -n1 --daxguard=bogus true
 assert_ne 0 "$RC" "srun --daxguard=bogus exit status"
 assert_contains "$OUT" "--daxguard wants enforce, warn, audit, odp or off, not 'bogus'" "srun --daxguard=bogus"
