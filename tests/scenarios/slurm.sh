@@ -26,7 +26,8 @@ require_file "$PROLOG" "make -C tools/dist/spank"
 require_file /opt/daxguard/bin/mpiwin "make -C tests/c (needs libopenmpi-dev)"
 command -v slurmctld >/dev/null || fail "no slurmctld: the mpi layer is missing (# guest-layer: mpi)"
 W=$(mktemp -d /tmp/slurm.XXXXXX)
-# Switch on once the refusal line names the MPI rank (see mpi.sh).
+# Switch on once the refusal line names the MPI rank and the Slurm job (the
+# job-identity suffix, "... (rank N, Slurm job J step S)"; see mpi.sh).
 RANK_IN_MESSAGE=${RANK_IN_MESSAGE:-0}
 TIMES=()
 
@@ -154,6 +155,7 @@ check_fsdax() { # name what
 		assert_contains "$line" "/mnt/pmem/mpiwin.rank$r is on filesystem-DAX" "task $r: names its own file"
 		if ((RANK_IN_MESSAGE)); then
 			assert_contains "$line" "rank $r" "task $r: names its rank"
+			assert_contains "$line" "Slurm job" "task $r: names the Slurm job"
 		fi
 		assert_contains "$lines" "failed: Operation not supported" "task $r: UCX's error follows"
 	done
