@@ -117,6 +117,10 @@ finish() {
 BUILD_PACKAGES=(build-essential pkg-config cmake clang libclang-dev libibverbs-dev ibverbs-providers
 	liburing-dev libv4l-dev binutils strace util-linux python3 libpython3.11-testsuite valgrind
 	libelf-dev zlib1g-dev man-db lintian dpkg-dev systemd)
+# Open MPI's mpicc and headers for tests/c/mpiwin.c; Slurm's spank.h for
+# the SPANK plugin (tools/dist/spank).
+BUILD_PACKAGES+=(libopenmpi-dev openmpi-bin)
+BUILD_PACKAGES+=(libslurm-dev)
 
 install_build_deps() {
 	[[ $(id -u) == 0 ]] || die "run as root: the tests install packages and mount filesystems"
@@ -139,10 +143,12 @@ install_build_deps() {
 }
 
 # Everything the guest and the tests use: release shim and CLI, the debug
-# build the host tests preload, the C programs, the Rust example for the guest.
+# build the host tests preload, the C programs, the Slurm SPANK plugin, the
+# Rust example for the guest.
 build_all() {
 	cargo build --workspace --release &&
 		cargo build --workspace &&
 		make -s -C tests/c &&
+		make -s -C tools/dist/spank &&
 		bash shim/examples/build-guest.sh
 }

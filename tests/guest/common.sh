@@ -20,12 +20,16 @@ note() {
 }
 
 # Host packages the testbed needs. Tools inside the guest are copied from the
-# host, so the guest's userland is exactly the host's Debian packages.
+# host, so the guest's userland is exactly the host's Debian packages. Open
+# MPI, UCX, Slurm and munge go into the guest's "mpi" layer only
+# (GUEST_LAYER_mpi_PACKAGES in initramfs.sh).
 HOST_PACKAGES=(
 	qemu-system-x86 busybox-static kmod ibverbs-utils ibverbs-providers
 	libibverbs-dev rdmacm-utils perftest ndctl daxctl iproute2 e2fsprogs
 	xfsprogs cpio xz-utils zstd attr coreutils util-linux strace
 	debian-archive-keyring liburing2 libv4l-0
+	openmpi-bin ucx-utils openssh-client
+	slurmctld slurmd slurm-client munge libpmix-dev
 )
 
 kernel_dir() {

@@ -26,6 +26,38 @@ GUEST_MODULES=(nfit nd_pmem dax_pmem device_dax ext4 xfs brd veth rdma_rxe ib_uv
 	vfio-pci vfio_iommu_type1)
 GUEST_MODULE_DIRS=(crypto lib arch/x86/crypto)
 
+# Extra layers, cached like the base and put between it and the overlay only
+# for a scenario that asks with a line "# guest-layer: NAME" (guest_layers).
+# Each is every file of its Debian packages (dpkg -L, less docs, man pages
+# and init scripts) with the libraries ldd lists for each ELF file among
+# them; what the base already has is skipped.
+#   mpi  Open MPI over UCX (and its MCA components, PMIx, hwloc, libfabric,
+#        help texts), UCX's tools, and Slurm (slurmctld, slurmd, srun and its
+#        plugins) with munge: tests/scenarios/mpi.sh and slurm.sh. ssh too:
+#        mpirun's launcher looks for it even when every rank is local (and
+#        never runs it then). Not libhwloc-plugins: its plugins are optional
+#        and drag in X11, libxml2 and ICU's 30 MB of data.
+GUEST_LAYERS=(mpi)
+# shellcheck disable=SC2034 # read through namerefs (_stage_layer), as are the next two
+GUEST_LAYER_mpi_PACKAGES=(
+	openmpi-bin libopenmpi3 openmpi-common libpmix2 libhwloc15 libfabric1
+	libucx0 ucx-utils
+	slurmctld slurmd slurm-client slurm-wlm-basic-plugins libslurm38 munge libmunge2
+	openssh-client
+)
+# Commands Debian installs as alternatives (/etc/alternatives is not in any
+# package's file list): each becomes a symlink to what it resolves to here.
+# shellcheck disable=SC2034
+GUEST_LAYER_mpi_COMMANDS=(
+	mpirun mpiexec slurmctld slurmd slurmstepd
+)
+# Single files from other packages. Slurm's mpi/pmix dlopen()s PMIx by its
+# development link, pmix2/lib/libpmix.so, which is in libpmix-dev.
+# shellcheck disable=SC2034
+GUEST_LAYER_mpi_FILES=(
+	/usr/lib/x86_64-linux-gnu/pmix2/lib/libpmix.so
+)
+
 # Copies one library or binary to the same (canonical, merged-/usr) path.
 # With SKIP_LIST set (a file of ./paths), files already in the base are skipped.
 _copy_file() {
@@ -233,6 +265,121 @@ base_initramfs() {
 	echo "$out"
 }
 
+# The layers scenario $1 asks for, one name a line, in the order given.
+guest_layers() { # scenario
+	local name known
+	while read -r name; do
+		for known in "${GUEST_LAYERS[@]}"; do
+			[[ $name == "$known" ]] && continue 2
+		done
+		die "$1: unknown guest-layer '$name' (known: ${GUEST_LAYERS[*]})"
+	done < <(sed -n 's/^# guest-layer: *\([a-z0-9]*\) *$/\1/p' "$1")
+	sed -n 's/^# guest-layer: *\([a-z0-9]*\) *$/\1/p' "$1"
+}
+
+# Inputs that decide layer $1's content on kernel $2: the base's (its file
+# list decides what is skipped) and the layer's name.
+_layer_key() { # name kernel
+	{
+		echo "layer $1"
+		_base_key "$2"
+	} | sha256sum | cut -c1-16
+}
+
+# Fills the empty directory $2 with layer $1's files; $3 is the base's list.
+_stage_layer() { # name root base-list
+	local name=$1 root=$2 f dir dst cmd path target missing deps
+	local -n pkgs=GUEST_LAYER_${name}_PACKAGES cmds=GUEST_LAYER_${name}_COMMANDS
+	local -n extra=GUEST_LAYER_${name}_FILES
+	local -a elves=() libs=()
+	local -A have=()
+	for f in "${pkgs[@]}"; do
+		dpkg-query -W -f='${Status}' "$f" 2>/dev/null | grep -q 'install ok installed' ||
+			die "layer $name needs the host package $f (run tests/guest/prepare)"
+	done
+	# What the base has (./usr/lib/...), and then what this layer has.
+	while IFS= read -r f; do have[${f#.}]=1; done <"$3"
+	# Copies $1 to its canonical (merged-/usr) path unless there already.
+	_layer_put() {
+		dir=$(realpath "$(dirname "$1")")
+		dst=$dir/${1##*/}
+		[[ -z ${have[$dst]:-} ]] || return 1
+		have[$dst]=1
+		mkdir -p "$root$dir"
+	}
+	while IFS= read -r f; do
+		case $f in
+		/usr/share/doc/* | /usr/share/man/* | /usr/share/lintian/* | /usr/share/bug/* | \
+			/lib/systemd/* | /usr/lib/systemd/* | /etc/init.d/* | /etc/logrotate.d/* | /etc/default/*) continue ;;
+		esac
+		[[ -L $f || -f $f ]] || continue
+		# An alternative's link would dangle: GUEST_LAYER_*_COMMANDS.
+		[[ -L $f && $(readlink "$f") == /etc/alternatives/* ]] && continue
+		_layer_put "$f" || continue
+		if [[ -L $f ]]; then
+			cp -P "$f" "$root$dst"
+		else
+			cp "$f" "$root$dst"
+			[[ $(head -c 4 "$f") == $'\x7fELF' ]] && elves+=("$f")
+		fi
+	done < <(dpkg -L "${pkgs[@]}" | LC_ALL=C sort -u)
+	for f in "${extra[@]}"; do
+		[[ -e $f ]] || die "layer $name needs $f on the host (run tests/guest/prepare)"
+		_layer_put "$f" || continue
+		cp -P "$f" "$root$dst"
+	done
+	for cmd in "${cmds[@]}"; do
+		path=$(PATH=/usr/sbin:/usr/bin command -v "$cmd") || die "layer $name: no command $cmd on the host"
+		target=$(realpath "$path")
+		[[ -e $root$target ]] || die "layer $name: $cmd resolves to $target, which no package of the layer has"
+		mkdir -p "$root$(dirname "$path")"
+		ln -sfn "$target" "$root$path"
+	done
+	# Every library the ELF files need, resolved by the host's ldd in one
+	# pass. Plugins needing a library the host lacks (Slurm's GPU, Lua and
+	# Cray ones, say) stay unloadable, as on the host.
+	deps=$(ldd "${elves[@]}" 2>/dev/null)
+	mapfile -t libs < <(sed -n 's/^[[:space:]]*[^ ]* => \(\/[^ ]*\) (0x.*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p' <<<"$deps" |
+		LC_ALL=C sort -u)
+	for f in "${libs[@]}"; do
+		_layer_put "$f" || continue
+		cp -L "$f" "$root$dst"
+	done
+	missing=$(grep -c '=> not found' <<<"$deps")
+	((missing == 0)) || note "layer $name: $missing libraries of its ${#elves[@]} ELF files are not on the host (plugins left unloadable)"
+	unset -f _layer_put
+}
+
+# Prints the path of layer NAME for kernel K, building it if needed. Its
+# file list (beside it, .list) holds the base's files and its own.
+layer_initramfs() { # name kernel base
+	local name=$1 k=$2 base=$3 key out
+	key=$(_layer_key "$name" "$k")
+	out=$CACHE/initramfs/layer-$name-$k-$key.cpio
+	(
+		flock 9
+		if [[ -s $out && -s ${out%.cpio}.list ]]; then
+			touch "$out" "${out%.cpio}.list"
+			exit 0
+		fi
+		note "building the $name layer for $k (once per kernel and host packages)"
+		stage=$(mktemp -d "$CACHE/initramfs/stage.XXXXXX")
+		trap 'rm -rf "$stage"' EXIT
+		_stage_layer "$name" "$stage" "${base%.cpio}.list"
+		chmod 755 "$stage"
+		(cd "$stage" && find . -print0 | LC_ALL=C sort -z |
+			cpio --null -o -H newc --owner=0:0 --quiet) >"$out.tmp" ||
+			die "cpio of the $name layer failed"
+		{
+			cat "${base%.cpio}.list"
+			(cd "$stage" && find . ! -type d)
+		} >"${out%.cpio}.list"
+		mv "$out.tmp" "$out"
+		find "$CACHE/initramfs" -maxdepth 1 -name "layer-$name-$k-*" ! -name "layer-$name-$k-$key.*" -mtime +0 -delete
+	) 9>"$CACHE/initramfs/lock" >&2 || die "building the $name layer for $k failed"
+	echo "$out"
+}
+
 # Builds the overlay layer into $2 for mode $1 (run|shell). For run, $3 is the
 # scenario and the rest its arguments. BASE_LIST names the base's file list.
 overlay_initramfs() {
@@ -263,6 +410,12 @@ overlay_initramfs() {
 		esac
 		install -m 755 "$f" "$root/opt/daxguard/bin/"
 		artifacts+=("$root/opt/daxguard/bin/${f##*/}")
+	done
+	# The Slurm SPANK plugin and TaskProlog (tools/dist/spank), for
+	# slurm.sh. The plugin's spank_* symbols come from slurmstepd and srun.
+	for f in "$REPO_ROOT"/target/spank/*; do
+		[[ -f $f ]] || continue
+		install -m 755 "$f" "$root/opt/daxguard/lib/"
 	done
 	# The Debian package (tools/dist/build-deb), for install.sh: the .deb,
 	# dpkg to install it (GNU tar: dpkg-deb's options are not busybox's), and
