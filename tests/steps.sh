@@ -117,6 +117,8 @@ finish() {
 BUILD_PACKAGES=(build-essential pkg-config cmake clang libclang-dev libibverbs-dev ibverbs-providers
 	liburing-dev libv4l-dev binutils strace util-linux python3 libpython3.11-testsuite valgrind
 	libelf-dev zlib1g-dev man-db lintian dpkg-dev systemd)
+# tests/cleanroot.sh: a bookworm minbase root, cached as a zstd tarball.
+BUILD_PACKAGES+=(debootstrap debian-archive-keyring zstd)
 
 install_build_deps() {
 	[[ $(id -u) == 0 ]] || die "run as root: the tests install packages and mount filesystems"

@@ -8,6 +8,10 @@ REPO_ROOT=$(cd "$GUEST_DIR/../.." && pwd)
 # tree share one set of downloaded kernels.
 CACHE=${DAXGUARD_TEST_CACHE:-$REPO_ROOT/tests/.cache}
 KERNELS=(6.12 6.1 6.18)
+# The clean Debian 12 root with the .deb installed (tests/cleanroot.sh), as an
+# ext4 image a scenario asks for with "# guest-drive: cleanroot" (qemu.sh).
+# One per work tree: each installs its own .deb, and the cache may be shared.
+CLEANROOT_IMAGE=$CACHE/cleanroot/installed-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12).img
 DEFAULT_KERNEL=6.12
 
 die() {
@@ -27,6 +31,8 @@ HOST_PACKAGES=(
 	xfsprogs cpio xz-utils zstd attr coreutils util-linux strace
 	debian-archive-keyring liburing2 libv4l-0
 )
+# The guest's jq (tests/scenarios/container.sh reads the CDI spec with it).
+HOST_PACKAGES+=(jq)
 
 kernel_dir() {
 	echo "$CACHE/kernels/$1"

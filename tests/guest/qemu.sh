@@ -28,6 +28,26 @@ guest_machine() { # scenario
 		;;
 	*) die "$1: unknown guest-machine '$name' (known: iommu)" ;;
 	esac
+	guest_drive "$1"
+}
+
+# A scenario asks for a disk with a line "# guest-drive: NAME":
+#   cleanroot  CLEANROOT_IMAGE (common.sh), the Debian 12 root with the .deb
+#              installed that tests/cleanroot.sh leaves: /dev/vda in the
+#              guest (virtio-blk). snapshot=on: the guest's writes go to a
+#              temporary file, the image stays as it was for the next run.
+#              tests/scenarios/cleanroot.sh.
+guest_drive() { # scenario
+	local name
+	name=$(sed -n 's/^# guest-drive: *\([a-z0-9]*\) *$/\1/p' "$1" | head -n1)
+	case $name in
+	"") ;;
+	cleanroot)
+		[[ -s $CLEANROOT_IMAGE ]] || die "$1 needs $CLEANROOT_IMAGE: run tests/cleanroot.sh first"
+		MACHINE_DEVICES+=(-drive "file=$CLEANROOT_IMAGE,if=virtio,format=raw,snapshot=on")
+		;;
+	*) die "$1: unknown guest-drive '$name' (known: cleanroot)" ;;
+	esac
 }
 
 # Per-run directory: fresh sparse pmem backing files make runs independent
