@@ -2,7 +2,7 @@
 # The Debian package on the host: built with tools/dist/build-deb (cargo-deb),
 # lintian-clean (every tag is an error here; the two justified overrides are
 # in tools/dist/debian/lintian-overrides), and the installed layout checked
-# in an extracted copy: the library in its private directory, what the man
+# in an extracted copy: the library in its private directory, the CDI spec, what the man
 # pages and completions look like from there, daxguard.pc compiling and
 # linking tests/c/capi.c, and maintainer scripts that never name
 # /etc/ld.so.preload except through `daxguard disable`. The install itself
@@ -29,7 +29,7 @@ tuple=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiar
 lib=$root/usr/lib/$tuple/daxguard/libdaxguard.so
 check "library in /usr/lib/$tuple/daxguard/" test -f "$lib"
 check "library exports ibv_reg_mr" bash -c "nm -D --defined-only '$lib' | grep -qw ibv_reg_mr"
-check "nothing in /etc (no ld.so.conf.d, no ld.so.preload)" test ! -e "$root/etc"
+check "no ld.so.conf.d entry, no ld.so.preload" test ! -e "$root/etc/ld.so.conf.d" -a ! -e "$root/etc/ld.so.preload"
 check "CLI, header, unit, docs" test -x "$root/usr/bin/daxguard" -a -f "$root/usr/include/daxguard.h" \
 	-a -f "$root/lib/systemd/system/daxguard-watch.service" -a -f "$root/usr/share/doc/daxguard/guide.md"
 check "the unit runs the packaged binary" grep -q '^ExecStart=/usr/bin/daxguard watch' "$root/lib/systemd/system/daxguard-watch.service"
@@ -50,6 +50,19 @@ check "its rpath is the private directory" bash -c "readelf -d '$root/capi' | gr
 dpkg-deb -e "$deb" "$root/DEBIAN"
 check "maintainer scripts: ld.so.preload only through daxguard disable" \
 	bash -c "! grep -hv '^[[:space:]]*#' '$root'/DEBIAN/{prerm,postrm} | grep -q ld.so.preload"
+# The CDI spec (tests/scenarios/container.sh applies it): a conffile, JSON,
+# naming the library where the package puts it.
+check "the CDI spec is a conffile" grep -qx /etc/cdi/daxguard.json "$root/DEBIAN/conffiles"
+check "the CDI spec mounts and preloads the packaged library" python3 -c '
+import json, sys
+spec = json.load(open(sys.argv[1]))
+lib = "/usr/lib/" + sys.argv[2] + "/daxguard/libdaxguard.so"
+assert spec["kind"] == "daxguard.io/preload", spec["kind"]
+for d in spec["devices"]:
+    e = d["containerEdits"]
+    assert "LD_PRELOAD=" + lib in e["env"], d
+    assert [(m["hostPath"], m["containerPath"]) for m in e["mounts"]] == [(lib, lib)], d
+' "$root/etc/cdi/daxguard.json" "$tuple"
 check "prerm runs daxguard disable --all on remove" grep -q '^[[:space:]]*daxguard disable --all$' "$root/DEBIAN/prerm"
 # The drop-in enable --unit writes, as systemd itself parses it (the guest
 # has no systemd, and systemctl cat needs a running manager): a unit in a

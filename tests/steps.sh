@@ -121,6 +121,8 @@ BUILD_PACKAGES=(build-essential pkg-config cmake clang libclang-dev libibverbs-d
 # the SPANK plugin (tools/dist/spank).
 BUILD_PACKAGES+=(libopenmpi-dev openmpi-bin)
 BUILD_PACKAGES+=(libslurm-dev)
+# tests/cleanroot.sh: a bookworm minbase root, cached as a zstd tarball.
+BUILD_PACKAGES+=(debootstrap debian-archive-keyring zstd)
 
 install_build_deps() {
 	[[ $(id -u) == 0 ]] || die "run as root: the tests install packages and mount filesystems"

@@ -8,6 +8,10 @@ REPO_ROOT=$(cd "$GUEST_DIR/../.." && pwd)
 # tree share one set of downloaded kernels.
 CACHE=${DAXGUARD_TEST_CACHE:-$REPO_ROOT/tests/.cache}
 KERNELS=(6.12 6.1 6.18)
+# The clean Debian 12 root with the .deb installed (tests/cleanroot.sh), as an
+# ext4 image a scenario asks for with "# guest-drive: cleanroot" (qemu.sh).
+# One per work tree: each installs its own .deb, and the cache may be shared.
+CLEANROOT_IMAGE=$CACHE/cleanroot/installed-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12).img
 DEFAULT_KERNEL=6.12
 
 die() {
@@ -31,6 +35,8 @@ HOST_PACKAGES=(
 	openmpi-bin ucx-utils openssh-client
 	slurmctld slurmd slurm-client munge libpmix-dev
 )
+# The guest's jq (tests/scenarios/container.sh reads the CDI spec with it).
+HOST_PACKAGES+=(jq)
 
 kernel_dir() {
 	echo "$CACHE/kernels/$1"

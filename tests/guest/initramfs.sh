@@ -18,12 +18,16 @@ GUEST_TOOLS=(
 	mke2fs mkfs.ext4 e2fsck tune2fs dumpe2fs mkfs.xfs xfs_io chattr lsattr
 	mount umount findmnt prlimit stat timeout strace getfattr setfattr ldconfig setpriv unshare
 )
+# container.sh reads the CDI spec's edits with it.
+GUEST_TOOLS+=(jq)
 # Modules the init loads; their dependencies come along. Whole crypto/lib
 # directories are added too, because the kernel loads crc32c & co on demand.
 # vfio-pci and vfio_iommu_type1 are loaded by the scenarios that use them
 # (tests/scenarios/vfio.sh, on the iommu machine).
 GUEST_MODULES=(nfit nd_pmem dax_pmem device_dax ext4 xfs brd veth rdma_rxe ib_uverbs rdma_ucm vivid
 	vfio-pci vfio_iommu_type1)
+# The disk "# guest-drive:" attaches (qemu.sh); scenarios that use it load them.
+GUEST_MODULES+=(virtio_pci virtio_blk)
 GUEST_MODULE_DIRS=(crypto lib arch/x86/crypto)
 
 # Extra layers, cached like the base and put between it and the overlay only

@@ -449,6 +449,8 @@ pub enum Generated {
     Completions,
     /// daxguard.pc for C programs that call daxguard_check(), in DIR/pkgconfig
     Pkgconfig,
+    /// The CDI spec for containers (daxguard.io/preload), in DIR/cdi/daxguard.json
+    Cdi,
     /// All of the above
     All,
 }
@@ -463,7 +465,7 @@ pub struct GenerateArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 
-    /// The install prefix daxguard.pc names
+    /// The install prefix daxguard.pc and the CDI spec name
     #[arg(long, value_name = "DIR", default_value = "/usr")]
     pub prefix: PathBuf,
 }

@@ -1,4 +1,4 @@
-//! `daxguard generate man|completions|pkgconfig|all DIR` (hidden): what a
+//! `daxguard generate man|completions|pkgconfig|cdi|all DIR` (hidden): what a
 //! package installs beside the binary, generated from the binary itself, so
 //! the pages and completions always match the clap definition they describe
 //! (tools/dist/build-deb runs it).
@@ -35,6 +35,13 @@ pub fn run(a: &GenerateArgs) -> anyhow::Result<Done> {
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join("daxguard.pc");
         fs::write(&path, pkgconfig(&a.prefix)).with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
+    }
+    if matches!(a.what, Generated::Cdi | Generated::All) {
+        let dir = a.dir.join("cdi");
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("daxguard.json");
+        fs::write(&path, crate::cdi::text(&a.prefix)).with_context(|| format!("cannot write {}", path.display()))?;
         written.push(path);
     }
     let text: String = written.iter().map(|p| format!("{}\n", p.display())).collect();

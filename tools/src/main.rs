@@ -12,6 +12,7 @@
 
 mod access;
 mod activate;
+mod cdi;
 mod check;
 mod cli;
 mod doctor;
