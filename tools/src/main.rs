@@ -12,15 +12,18 @@
 
 mod access;
 mod activate;
+mod atomic;
 mod check;
 mod cli;
 mod doctor;
 mod enable;
 mod generate;
 mod interception;
+mod metrics;
 mod output;
 mod probe;
 mod process;
+mod prom;
 mod region;
 mod report;
 mod run;
@@ -50,6 +53,7 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
         Command::Watch(a) => watch::run(a, cli.json),
         Command::Enable(a) => enable::enable(a, cli.json),
         Command::Disable(a) => enable::disable(a, cli.json),
+        Command::Metrics(a) => metrics::run(a, cli.json),
         Command::Generate(a) => generate::run(a),
     }
 }
