@@ -29,7 +29,11 @@ tuple=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiar
 lib=$root/usr/lib/$tuple/daxguard/libdaxguard.so
 check "library in /usr/lib/$tuple/daxguard/" test -f "$lib"
 check "library exports ibv_reg_mr" bash -c "nm -D --defined-only '$lib' | grep -qw ibv_reg_mr"
-check "no ld.so.conf.d entry, no ld.so.preload" test ! -e "$root/etc/ld.so.conf.d" -a ! -e "$root/etc/ld.so.preload"
+etc_files=$(cd "$root" && find etc ! -type d | sort | tr '\n' ' ')
+check "in /etc only the configuration file and the CDI spec (no ld.so.conf.d, no ld.so.preload)" \
+	test "$etc_files" = "etc/cdi/daxguard.json etc/daxguard/daxguard.conf "
+check "the configuration file activates nothing (every line a comment)" \
+	bash -c "! grep -qv -e '^#' -e '^\$' '$root/etc/daxguard/daxguard.conf'"
 check "CLI, header, unit, docs" test -x "$root/usr/bin/daxguard" -a -f "$root/usr/include/daxguard.h" \
 	-a -f "$root/lib/systemd/system/daxguard-watch.service" -a -f "$root/usr/share/doc/daxguard/guide.md"
 check "the unit runs the packaged binary" grep -q '^ExecStart=/usr/bin/daxguard watch' "$root/lib/systemd/system/daxguard-watch.service"
@@ -48,6 +52,8 @@ check "pkg-config daxguard: -ldaxguard" grep -q -- '-ldaxguard' <<<"$flags"
 check "capi.c builds against the installed header and library" cc -o "$root/capi" tests/c/capi.c $flags
 check "its rpath is the private directory" bash -c "readelf -d '$root/capi' | grep -q 'usr/lib/$tuple/daxguard'"
 dpkg-deb -e "$deb" "$root/DEBIAN"
+check "the configuration file and the CDI spec are the conffiles" \
+	test "$(sort "$root/DEBIAN/conffiles" | tr '\n' ' ')" = "/etc/cdi/daxguard.json /etc/daxguard/daxguard.conf "
 check "maintainer scripts: ld.so.preload only through daxguard disable" \
 	bash -c "! grep -hv '^[[:space:]]*#' '$root'/DEBIAN/{prerm,postrm} | grep -q ld.so.preload"
 # The CDI spec (tests/scenarios/container.sh applies it): a conffile, JSON,

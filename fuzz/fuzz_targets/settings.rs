@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let log = match val(2).as_deref() {
         None | Some("") => LogDest::None,
         Some("syslog") => LogDest::Syslog,
+        Some("journal") => LogDest::Journal,
         Some(p) if p.starts_with('/') => LogDest::File(p.into()),
         Some(_) => {
             bad.push(VARS[2]);

@@ -40,8 +40,11 @@ pub mod sysfs;
 // Looking, judging, deciding, saying.
 pub mod audit;
 mod cache;
+pub mod config;
 pub mod explain;
 pub mod fsdax;
+pub mod identity;
+pub mod journal;
 mod judge;
 pub mod lookup;
 pub mod policy;

@@ -1,8 +1,9 @@
-//! Settings: what the user asked for, read once from the environment.
+//! Settings: what the user asked for, read once from the configuration file
+//! ([`crate::config`]) and the environment, which wins.
 //!
-//! Every variable is `DAXGUARD_*`; an invalid value keeps the default and
-//! yields one complaint, so a typo never stops the program. The decision
-//! these settings feed is [`crate::policy::decide`].
+//! Every variable is `DAXGUARD_*`; an invalid value keeps the default (or
+//! the file's value) and yields one complaint, so a typo never stops the
+//! program. The decision these settings feed is [`crate::policy::decide`].
 
 use crate::types::LookupChoice;
 
@@ -55,6 +56,8 @@ pub enum LogDest {
     None,
     File(std::path::PathBuf),
     Syslog,
+    /// The systemd journal, native protocol ([`crate::journal`]).
+    Journal,
 }
 
 /// Everything configurable, with the defaults a user gets without settings.
@@ -72,50 +75,161 @@ pub struct Settings {
     pub lookup: LookupChoice,
 }
 
+/// One setting, as the environment (`DAXGUARD_MODE`) and the configuration
+/// file (`mode = ...`, [`crate::config`]) name it. Both take the same values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Mode,
+    Unknown,
+    Log,
+    Quiet,
+    Stats,
+    Lookup,
+}
+
+impl Key {
+    /// Every key, in the order the docs list them.
+    pub const ALL: [Key; 6] = [Key::Mode, Key::Unknown, Key::Log, Key::Quiet, Key::Stats, Key::Lookup];
+
+    /// The environment variable.
+    pub fn var(self) -> &'static str {
+        match self {
+            Key::Mode => "DAXGUARD_MODE",
+            Key::Unknown => "DAXGUARD_UNKNOWN",
+            Key::Log => "DAXGUARD_LOG",
+            Key::Quiet => "DAXGUARD_QUIET",
+            Key::Stats => "DAXGUARD_STATS",
+            Key::Lookup => "DAXGUARD_LOOKUP",
+        }
+    }
+
+    /// The name in the configuration file: the variable's, lower case, without `DAXGUARD_`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::Mode => "mode",
+            Key::Unknown => "unknown",
+            Key::Log => "log",
+            Key::Quiet => "quiet",
+            Key::Stats => "stats",
+            Key::Lookup => "lookup",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The values it takes, in words.
+    pub fn expected(self) -> &'static str {
+        match self {
+            Key::Mode => "enforce, warn, audit, off or odp",
+            Key::Unknown => "refuse or allow",
+            Key::Log => "an absolute path, syslog or journal",
+            Key::Quiet | Key::Stats => "0 or 1",
+            Key::Lookup => "auto, query or maps",
+        }
+    }
+}
+
+/// A value a setting does not take ([`Key::expected`] says which it does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidValue;
+
 impl Settings {
+    /// Sets `key` from `value` as the environment or the file writes it; an
+    /// invalid value leaves the setting as it was.
+    pub fn set(&mut self, key: Key, value: &str) -> Result<(), InvalidValue> {
+        match key {
+            Key::Mode => self.mode = Mode::parse(value).ok_or(InvalidValue)?,
+            Key::Unknown => {
+                self.allow_unverified = match value {
+                    "refuse" => false,
+                    "allow" => true,
+                    _ => return Err(InvalidValue),
+                }
+            }
+            Key::Log => {
+                self.log = match value {
+                    "" => LogDest::None,
+                    "syslog" => LogDest::Syslog,
+                    "journal" => LogDest::Journal,
+                    p if p.starts_with('/') => LogDest::File(p.into()),
+                    _ => return Err(InvalidValue),
+                }
+            }
+            Key::Quiet | Key::Stats => {
+                let on = match value {
+                    "" | "0" => false,
+                    "1" => true,
+                    _ => return Err(InvalidValue),
+                };
+                *(if key == Key::Quiet { &mut self.quiet } else { &mut self.stats }) = on;
+            }
+            Key::Lookup => {
+                self.lookup = match value {
+                    "auto" => LookupChoice::Auto,
+                    "query" => LookupChoice::ProcmapQuery,
+                    "maps" => LookupChoice::MapsText,
+                    _ => return Err(InvalidValue),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What a complaint about `key` says is used instead: the value now in
+    /// effect (the default, or the configuration file's).
+    fn kept(&self, key: Key) -> String {
+        match key {
+            Key::Mode => format!("; using {}", self.mode.name()),
+            Key::Unknown => format!("; using {}", if self.allow_unverified { "allow" } else { "refuse" }),
+            Key::Log => match &self.log {
+                LogDest::None => "; not logging".into(),
+                LogDest::File(p) => format!("; logging to {}", p.display()),
+                LogDest::Syslog => "; logging to syslog".into(),
+                LogDest::Journal => "; logging to the journal".into(),
+            },
+            Key::Quiet | Key::Stats => String::new(),
+            Key::Lookup => format!(
+                "; using {}",
+                match self.lookup {
+                    LookupChoice::Auto => "auto",
+                    LookupChoice::ProcmapQuery => "query",
+                    LookupChoice::MapsText => "maps",
+                }
+            ),
+        }
+    }
+
     /// Reads the `DAXGUARD_*` variables through `get`. Invalid values keep the
     /// default and yield one complaint each; a typo never stops the program.
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> (Settings, Vec<String>) {
         let mut s = Settings::default();
         let mut complaints = Vec::new();
-        let mut bad = |var: &str, val: &str, allowed: &str| {
-            complaints.push(format!("ignoring {var}={val:?} (expected {allowed})"));
-        };
-        if let Some(v) = get("DAXGUARD_MODE") {
-            match Mode::parse(&v) {
-                Some(m) => s.mode = m,
-                None => bad("DAXGUARD_MODE", &v, "enforce, warn, audit, off or odp; using enforce"),
-            }
-        }
-        if let Some(v) = get("DAXGUARD_UNKNOWN") {
-            match v.as_str() {
-                "refuse" => s.allow_unverified = false,
-                "allow" => s.allow_unverified = true,
-                _ => bad("DAXGUARD_UNKNOWN", &v, "refuse or allow; using refuse"),
-            }
-        }
-        match get("DAXGUARD_LOG").as_deref() {
-            None | Some("") => {}
-            Some("syslog") => s.log = LogDest::Syslog,
-            Some(p) if p.starts_with('/') => s.log = LogDest::File(p.into()),
-            Some(p) => bad("DAXGUARD_LOG", p, "an absolute path or syslog; not logging"),
-        }
-        for (var, flag) in [("DAXGUARD_QUIET", &mut s.quiet), ("DAXGUARD_STATS", &mut s.stats)] {
-            match get(var).as_deref() {
-                None | Some("" | "0") => {}
-                Some("1") => *flag = true,
-                Some(v) => bad(var, v, "0 or 1"),
-            }
-        }
-        if let Some(v) = get("DAXGUARD_LOOKUP") {
-            match v.as_str() {
-                "auto" => s.lookup = LookupChoice::Auto,
-                "query" => s.lookup = LookupChoice::ProcmapQuery,
-                "maps" => s.lookup = LookupChoice::MapsText,
-                _ => bad("DAXGUARD_LOOKUP", &v, "auto, query or maps; using auto"),
-            }
-        }
+        s.override_from_env(get, &mut complaints);
         (s, complaints)
+    }
+
+    /// Overrides each setting whose variable `get` returns (the environment
+    /// wins over the configuration file). An invalid value keeps what was
+    /// there and adds one complaint to `complaints`.
+    pub fn override_from_env(&mut self, get: impl Fn(&str) -> Option<String>, complaints: &mut Vec<String>) {
+        for key in Key::ALL {
+            let Some(v) = get(key.var()) else { continue };
+            // An empty DAXGUARD_LOG, _QUIET or _STATS is the same as none
+            // set (as it always was): what the file says stays.
+            if v.is_empty() && matches!(key, Key::Log | Key::Quiet | Key::Stats) {
+                continue;
+            }
+            if self.set(key, &v).is_err() {
+                complaints.push(format!(
+                    "ignoring {}={v:?} (expected {}{})",
+                    key.var(),
+                    key.expected(),
+                    self.kept(key)
+                ));
+            }
+        }
     }
 }
 
@@ -165,5 +279,30 @@ mod tests {
         assert_eq!(s, Settings::default());
         assert_eq!(c.len(), 4);
         assert!(c[0].contains("DAXGUARD_MODE=\"enforcing\""), "{}", c[0]);
+    }
+
+    #[test]
+    fn the_environment_overrides_what_is_there() {
+        let mut s = Settings { mode: Mode::Warn, log: LogDest::Journal, quiet: true, ..Default::default() };
+        let mut c = Vec::new();
+        s.override_from_env(env(&[("DAXGUARD_MODE", "audit"), ("DAXGUARD_LOG", ""), ("DAXGUARD_QUIET", "0")]), &mut c);
+        assert!(c.is_empty(), "{c:?}");
+        assert_eq!(
+            (s.mode, &s.log, s.quiet),
+            (Mode::Audit, &LogDest::Journal, false),
+            "an empty DAXGUARD_LOG keeps the file's"
+        );
+        s.override_from_env(env(&[("DAXGUARD_MODE", "x"), ("DAXGUARD_LOG", "rel")]), &mut c);
+        assert_eq!(s.mode, Mode::Audit, "a bad value keeps what was there");
+        assert_eq!(c[0], "ignoring DAXGUARD_MODE=\"x\" (expected enforce, warn, audit, off or odp; using audit)");
+        assert_eq!(
+            c[1],
+            "ignoring DAXGUARD_LOG=\"rel\" (expected an absolute path, syslog or journal; logging to the journal)"
+        );
+        assert_eq!(Settings::parse(env(&[("DAXGUARD_LOG", "journal")])).0.log, LogDest::Journal);
+        for k in Key::ALL {
+            assert_eq!(Key::from_name(k.name()), Some(k));
+            assert_eq!(k.var(), format!("DAXGUARD_{}", k.name().to_uppercase()));
+        }
     }
 }

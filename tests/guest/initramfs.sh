@@ -17,6 +17,8 @@ GUEST_TOOLS=(
 	rdma ip ndctl daxctl
 	mke2fs mkfs.ext4 e2fsck tune2fs dumpe2fs mkfs.xfs xfs_io chattr lsattr
 	mount umount findmnt prlimit stat timeout strace getfattr setfattr ldconfig setpriv unshare
+	# The real journal for tests/scenarios/journal.sh, started there by hand (no systemd as PID 1).
+	/lib/systemd/systemd-journald journalctl
 )
 # container.sh reads the CDI spec's edits with it.
 GUEST_TOOLS+=(jq)

@@ -107,7 +107,7 @@ rm -f "$W/all"
 DAXGUARD_LOG=$W/all LD_PRELOAD=$SHIM regmatrix --device "$RDMA_DEV" a=anon:2M b=heap:2M d=file:/mnt/pmem/bw:2M t=file:/tmp/t:2M >/dev/null 2>&1
 LOG=$(cat "$W/all")
 assert_eq 4 "$(count . "$LOG")" "one record per registration"
-assert_eq 4 "$(count '^{"time":[0-9.]*,"pid":[0-9]*,"tid":[0-9]*,"program":"regmatrix","consumer":"rdma","entry":"ibv_reg_mr_iova2",.*"decide_ns":[0-9]*}$' "$LOG")" "every record is whole"
+assert_eq 4 "$(count '^{"time":[0-9.]*,"pid":[0-9]*,"tid":[0-9]*,"program":"regmatrix","rank":null,"job":null,"step":null,"consumer":"rdma","entry":"ibv_reg_mr_iova2",.*"mode":"enforce","verdict":.*"decide_ns":[0-9]*}$' "$LOG")" "every record is whole"
 assert_eq 1 "$(count '"action":"refused"' "$LOG")" "refused records"
 assert_eq 3 "$(count '"action":"forwarded"' "$LOG")" "forwarded records"
 assert_eq 600 "$(stat -c %a "$W/all")" "log file mode"

@@ -18,18 +18,18 @@ SCENARIO=$(realpath "$0")
 # --- helpers ---------------------------------------------------------------------
 
 # Checks that every line of an audit log is one complete flat JSON object
-# with the 19 keys Record::to_json writes, and that the file ends with a
+# with the 23 keys Record::to_json writes, and that the file ends with a
 # newline (no torn record). Prints the number of records.
 check_records() { # log what
 	local out
 	[[ ! -s $1 || $(tail -c1 "$1" | od -An -c | tr -d ' ') == '\n' ]] || fail "$2: log does not end with a newline"
 	# Escaped characters, then strings, are folded away; what is left of a
-	# record must be {S:N,S:V,...} with exactly 18 commas.
+	# record must be {S:N,S:V,...} with exactly 22 commas.
 	out=$(awk '{
 		l = $0
 		gsub(/\\./, "", l)
 		gsub(/"[^"]*"/, "S", l)
-		ok = l ~ /^[{]S:[0-9.]+(,S:(S|-?[0-9]+|null))*[}]$/ && gsub(/,/, ",", l) == 18 && index($0, "{\"time\":") == 1
+		ok = l ~ /^[{]S:[0-9.]+(,S:(S|-?[0-9]+|null))*[}]$/ && gsub(/,/, ",", l) == 22 && index($0, "{\"time\":") == 1
 		if (!ok && bad++ < 3) print "bad record " NR ": " $0 > "/dev/stderr"
 	} END { print NR, bad + 0 }' "$1")
 	[[ ${out#* } == 0 ]] || fail "$2: ${out#* } of ${out% *} records are not complete JSON objects"

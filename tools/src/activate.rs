@@ -11,9 +11,8 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -241,29 +240,19 @@ fn read_optional(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Replaces `path` by rename, so no reader (ld.so in every new process)
-/// ever sees half a file. Keeps an existing file's mode; new files are 0644.
+/// Replaces `path` whole ([`crate::atomic::write_atomic`]), so no reader
+/// (ld.so in every new process) ever sees half a file. Keeps an existing
+/// file's mode; new files are 0644.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mode = fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".daxguard-new");
-    let tmp = PathBuf::from(tmp);
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
-    })
+    crate::atomic::write_atomic(path, bytes, crate::atomic::mode_of(path, 0o644))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
 
     const LIB: &str = "/usr/lib/x86_64-linux-gnu/daxguard/libdaxguard.so";
 

@@ -49,6 +49,7 @@ pub enum Command {
     Watch(WatchArgs),
     Enable(EnableArgs),
     Disable(DisableArgs),
+    Metrics(MetricsArgs),
     #[command(hide = true)]
     Generate(GenerateArgs),
 }
@@ -438,6 +439,39 @@ pub struct DisableArgs {
     /// Act on the system under DIR instead of /
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
+}
+
+const METRICS_AFTER: &str = "\
+Reads the JSON-lines audit logs the preload library writes (DAXGUARD_LOG=PATH,
+or `log = PATH` in /etc/daxguard/daxguard.conf) and counts the registrations
+it refused and those it only warned about (warn and audit modes), by program,
+file, consumer and mode, plus every record by consumer and action: a
+Prometheus textfile for node_exporter's textfile collector. With no LOG, or
+LOG -, reads standard input. The counts are of the records read: give every
+rotated log that should count (LOG LOG.1 ...).
+
+--textfile replaces PATH whole (a temporary file beside it, fsynced, renamed;
+mode 0644), so a scrape never reads half of it; without it the text goes to
+standard output. Lines that are not records are counted
+(daxguard_audit_unreadable_lines_total), never fatal. Exit status: 0; 2 if a
+log cannot be read or the textfile cannot be written.
+
+Examples:
+  daxguard metrics --textfile /var/lib/prometheus/node-exporter/daxguard.prom /var/log/daxguard.jsonl
+  daxguard metrics /var/log/daxguard.jsonl /var/log/daxguard.jsonl.1
+  daxguard metrics --json < /var/log/daxguard.jsonl | jq .refusals";
+
+/// Count refusals and warnings in audit logs, as a Prometheus textfile (node_exporter)
+#[derive(Args, Debug)]
+#[command(after_help = METRICS_AFTER)]
+pub struct MetricsArgs {
+    /// Write the textfile here (replaced whole, mode 0644) instead of standard output
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<PathBuf>,
+
+    /// JSON-lines audit logs (DAXGUARD_LOG=PATH); none or -: standard input
+    #[arg(value_name = "LOG")]
+    pub logs: Vec<PathBuf>,
 }
 
 /// What `daxguard generate` writes (packaging: see tools/dist/build-deb).

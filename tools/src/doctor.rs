@@ -26,7 +26,7 @@ enum Status {
 #[derive(Serialize)]
 struct Check {
     /// A stable identifier: kernel, fsdax_rule, procmap_query, statx_dax,
-    /// dax_mounts, devdax, libibverbs, rdma, shim, interception, lookup, watch.
+    /// dax_mounts, devdax, libibverbs, rdma, shim, interception, lookup, config, watch.
     id: &'static str,
     status: Status,
     detail: String,
@@ -49,6 +49,8 @@ struct Facts {
     /// How a guarded process here finds its VMAs: `procmap_query` or `maps`
     /// (the preloaded daxguard's answer under `daxguard run`).
     lookup: &'static str,
+    /// The configuration file a guarded process here applies (null: none).
+    config: Option<String>,
     watch: WatchFacts,
 }
 
@@ -150,6 +152,7 @@ pub fn run(json_out: bool) -> anyhow::Result<Done> {
     checks.push(check_shim(&mut facts));
     checks.push(check_interception(&mut facts));
     checks.push(check_lookup(&mut facts));
+    checks.push(check_config(&mut facts));
     checks.push(check_watch(&mut facts));
     let code = if checks.iter().any(|c| c.status == Status::Fail) { EXIT_REFUSED } else { EXIT_OK };
     if json_out {
@@ -323,6 +326,29 @@ fn check_lookup(facts: &mut Facts) -> Check {
     }
     warn("lookup", format!("{whose} reads /proc/self/maps as text (maps): each registration costs a walk of the maps"))
         .hint("PROCMAP_QUERY needs Linux 6.11+ (and DAXGUARD_LOOKUP unset or auto)")
+}
+
+/// The configuration file as a guarded process with this environment would
+/// read it: whether it parses (else the complaint each process prints once),
+/// and what it gives a process named `daxguard` here.
+fn check_config(facts: &mut Facts) -> Check {
+    let r = daxguard::config::resolve(|k| std::env::var(k).ok());
+    facts.config = r.file.as_ref().map(|p| p.display().to_string());
+    if !r.complaints.is_empty() {
+        return warn("config", r.complaints.join("; "))
+            .hint("every guarded process says this once and runs with the defaults (or the valid variables)");
+    }
+    let log = match &r.settings.log {
+        daxguard::policy::LogDest::None => "no log".to_string(),
+        daxguard::policy::LogDest::File(p) => format!("log {}", p.display()),
+        daxguard::policy::LogDest::Syslog => "log to syslog".to_string(),
+        daxguard::policy::LogDest::Journal => "log to the journal".to_string(),
+    };
+    let here = format!("here: mode {}, {log}", r.settings.mode.name());
+    match &r.file {
+        Some(p) => ok("config", format!("{} parses; {here}", p.display())),
+        None => ok("config", format!("no configuration file ({}); {here}", daxguard::config::DEFAULT_PATH)),
+    }
 }
 
 /// Whether `daxguard watch` can run: the kernel (BTF, the GUP functions,

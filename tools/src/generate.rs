@@ -261,6 +261,7 @@ fn page7(guide: &str) -> String {
          .SH ENVIRONMENT\n{}\
          .SH DIAGNOSTICS\n{}\
          .SH FILES\n\
+         .TP\n/etc/daxguard/daxguard.conf\nsettings per program, MPI rank and Slurm job (every line a comment as installed; the environment overrides it); the guide's \"Configuration file\" describes it\n\
          .TP\n/usr/lib/{MULTIARCH}/daxguard/libdaxguard.so\nthe library (a private directory, off the loader's search path)\n\
          .TP\n/etc/ld.so.preload\nthe host\\-wide preload list \\fBdaxguard enable \\-\\-host\\fR appends to\n\
          .TP\n/etc/systemd/system/\\fIUNIT\\fR.d/daxguard.conf\nthe drop\\-in \\fBdaxguard enable \\-\\-unit\\fR writes\n\
@@ -281,7 +282,7 @@ mod tests {
     #[test]
     fn page7_has_every_setting_the_library_reads() {
         let page = page7(GUIDE);
-        let settings = include_str!("../../shim/src/settings.rs");
+        let settings = [include_str!("../../shim/src/settings.rs"), include_str!("../../shim/src/config.rs")].concat();
         let mut read: Vec<&str> = settings
             .split('"')
             .filter(|w| w.starts_with("DAXGUARD_") && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))

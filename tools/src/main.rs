@@ -12,6 +12,7 @@
 
 mod access;
 mod activate;
+mod atomic;
 mod cdi;
 mod check;
 mod cli;
@@ -19,9 +20,11 @@ mod doctor;
 mod enable;
 mod generate;
 mod interception;
+mod metrics;
 mod output;
 mod probe;
 mod process;
+mod prom;
 mod region;
 mod report;
 mod run;
@@ -51,6 +54,7 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
         Command::Watch(a) => watch::run(a, cli.json),
         Command::Enable(a) => enable::enable(a, cli.json),
         Command::Disable(a) => enable::disable(a, cli.json),
+        Command::Metrics(a) => metrics::run(a, cli.json),
         Command::Generate(a) => generate::run(a),
     }
 }

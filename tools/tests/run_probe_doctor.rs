@@ -346,3 +346,27 @@ fn watch_rejects_bad_input() {
     assert_one_line_error(&daxguard(&["watch", "--count", "0"]), "--count");
     assert_one_line_error(&daxguard(&["watch", "--json", "--journal"]), "--journal");
 }
+
+#[test]
+fn doctor_checks_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("daxguard.conf");
+    std::fs::write(&conf, "mode = warn\n[match program=daxguard]\nlog = journal\n").unwrap();
+    let config = |v: &Value| v["checks"].as_array().unwrap().iter().find(|c| c["id"] == "config").cloned().unwrap();
+    let r = ran(cmd(&["--json", "doctor"]).env("DAXGUARD_CONFIG", &conf).output().unwrap());
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let c = config(&v);
+    assert_eq!(c["status"], "ok", "{c}");
+    assert_eq!(c["detail"], format!("{} parses; here: mode warn, log to the journal", conf.display()));
+    assert_eq!(v["facts"]["config"], conf.to_str().unwrap());
+    std::fs::write(&conf, "mode = warn\nmod = x\n").unwrap();
+    let r = ran(cmd(&["--json", "doctor"]).env("DAXGUARD_CONFIG", &conf).output().unwrap());
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let c = config(&v);
+    assert_eq!(c["status"], "warn", "{c}");
+    assert!(
+        c["detail"].as_str().unwrap().starts_with(&format!("{}:2: unknown setting \"mod\"", conf.display())),
+        "{c}"
+    );
+    assert!(v["facts"]["config"].is_null());
+}

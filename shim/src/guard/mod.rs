@@ -31,6 +31,7 @@ use crate::types::{Consumer, Pin};
 static SAID_NO_PROC: AtomicBool = AtomicBool::new(false);
 static SAID_ODP: AtomicBool = AtomicBool::new(false);
 static SAID_ODP_NA: AtomicBool = AtomicBool::new(false);
+static SAID_JOURNAL: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// Set while this thread is inside a guarded registration.
@@ -207,7 +208,7 @@ fn before(s: &Setup, call: &Call) -> Pre {
     let device_odp = || call.consumer == Consumer::Rdma && (call.device_odp)();
     let decision = decide(settings, call.pin, looked.judged.as_ref(), device_odp);
     let decide_ns = t0.map_or(0, |t| t.elapsed().as_nanos() as u64);
-    say(call, looked.index, decision.rule, looked.culprit.as_ref(), settings.mode, quiet);
+    say(call, looked.index, decision.rule, looked.culprit.as_ref(), settings.mode, quiet, &s.suffix);
     let verdict = match &looked.judged {
         None => "unchecked",
         Some(Err(_)) => "error",
@@ -277,16 +278,17 @@ fn site_of<'d>(call: &Call, index: usize, detail: &'d Option<String>) -> Site<'d
     Site { consumer: call.consumer, entry: call.entry, detail: detail.as_deref(), addr: b.addr, len: b.len }
 }
 
-/// The line a decision prints: a refusal, a warning, or (once) the ODP rewrite.
-fn say(call: &Call, index: usize, rule: Rule, culprit: Option<&FileInfo>, mode: Mode, quiet: bool) {
+/// The line a decision prints: a refusal, a warning, or (once) the ODP
+/// rewrite; each ends with `suffix`, the rank and job when there are any.
+fn say(call: &Call, index: usize, rule: Rule, culprit: Option<&FileInfo>, mode: Mode, quiet: bool, suffix: &str) {
     let detail = (call.detail)(index);
     let site = site_of(call, index, &detail);
     match rule {
-        Rule::FsDax | Rule::Unverified if !quiet => stderr_line(&explain::refusal_at(&site, culprit, rule)),
-        Rule::Warned if !quiet => stderr_line(&explain::warning_at(&site, culprit, Rule::FsDax)),
+        Rule::FsDax | Rule::Unverified if !quiet => stderr_line(&(explain::refusal_at(&site, culprit, rule) + suffix)),
+        Rule::Warned if !quiet => stderr_line(&(explain::warning_at(&site, culprit, Rule::FsDax) + suffix)),
         Rule::OdpRewrite => say_once(&SAID_ODP, quiet, || {
             format!(
-                "daxguard: {site} is on filesystem-DAX: registering it with IBV_ACCESS_ON_DEMAND (DAXGUARD_MODE=odp; said once)"
+                "daxguard: {site} is on filesystem-DAX: registering it with IBV_ACCESS_ON_DEMAND (DAXGUARD_MODE=odp; said once){suffix}"
             )
         }),
         _ => {}
@@ -347,11 +349,12 @@ fn after_failure(s: &Setup, call: &Call, pre: &mut Pre, errno: i32) -> bool {
     if retry {
         say_once(&SAID_ODP, settings.quiet, || {
             format!(
-                "daxguard: {site} got EFAULT (writable pin of a shared file mapping): registering it with IBV_ACCESS_ON_DEMAND (DAXGUARD_MODE=odp; said once)"
+                "daxguard: {site} got EFAULT (writable pin of a shared file mapping): registering it with IBV_ACCESS_ON_DEMAND (DAXGUARD_MODE=odp; said once){}",
+                s.suffix
             )
         });
     } else if !settings.quiet && settings.mode != Mode::Audit {
-        stderr_line(&explain::failure_at(&site, call.pin, errno, pre.report.as_ref()));
+        stderr_line(&(explain::failure_at(&site, call.pin, errno, pre.report.as_ref()) + &s.suffix));
     }
     retry
 }
@@ -374,7 +377,25 @@ fn record<R>(s: &Setup, call: &Call, pre: &Pre, out: &Outcome<R>) {
     let site = site_of(call, pre.index, &detail);
     let explain = (out.errno != 0 && pre.decision.action != Action::Refuse)
         .then(|| explain::failure_at(&site, call.pin, out.errno, pre.report.as_ref()));
+    // The journal's MESSAGE: the line a person would have read on stderr.
+    let message = sink
+        .wants_message()
+        .then(|| {
+            let rule = pre.decision.rule;
+            let line = match rule {
+                Rule::FsDax | Rule::Unverified => Some(explain::refusal_at(&site, file, rule)),
+                Rule::Warned => Some(explain::warning_at(&site, file, Rule::FsDax)),
+                _ => explain.clone(),
+            };
+            line.map(|l| l + &s.suffix)
+        })
+        .flatten();
+    let id = &s.identity;
     let rec = Record {
+        rank: id.rank,
+        job: id.job.as_deref(),
+        step: id.step.as_deref(),
+        mode: s.settings.mode.name(),
         consumer: call.consumer.name(),
         entry: call.entry,
         addr: site.addr,
@@ -391,8 +412,17 @@ fn record<R>(s: &Setup, call: &Call, pre: &Pre, out: &Outcome<R>) {
         // this process takes.
         lookup: pre.report.as_ref().map_or_else(|| preferred_lookup(s.settings.lookup), |r| r.lookup).name(),
         decide_ns: pre.decide_ns,
+        message: message.as_deref(),
     };
-    sink.write(&rec.to_json());
+    if let Err(e) = sink.write(&rec) {
+        let quiet = s.settings.quiet || s.settings.mode == Mode::Audit;
+        say_once(&SAID_JOURNAL, quiet, || {
+            format!(
+                "daxguard: cannot send audit records to the journal ({}: {e}); they are lost while it is unreachable (said once)",
+                crate::journal::SOCKET
+            )
+        });
+    }
 }
 
 #[cfg(test)]

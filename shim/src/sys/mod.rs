@@ -8,6 +8,7 @@
 #![allow(unsafe_code)]
 
 pub mod errno;
+pub(crate) mod held;
 pub(crate) mod lock;
 pub(crate) mod procfd;
 

@@ -1,10 +1,8 @@
-//! The systemd journal's native protocol, written here rather than through
-//! a crate: one datagram per entry to /run/systemd/journal/socket, each
-//! field `KEY=value\n`, or for a value holding a newline `KEY\n`, its
-//! length as a little-endian u64, the bytes and `\n`. That is all journald
-//! needs for structured fields (DAXGUARD_PID=, DAXGUARD_FILE=, ...), which
-//! `systemd-cat` cannot give (it logs lines, not fields), and a logging
-//! facade would add a dependency for a dozen lines.
+//! Refusals to the systemd journal, with structured fields
+//! (DAXGUARD_PID=, DAXGUARD_FILE=, ...), which `systemd-cat` cannot give
+//! (it logs lines, not fields). The native protocol itself (the encoding,
+//! one datagram per entry, a sealed memfd for a big one) is the preload
+//! library's [`daxguard::journal`], shared with its audit sink.
 //!
 //! # References
 //! - [Native Journal Protocol](https://systemd.io/JOURNAL_NATIVE_PROTOCOL/)
@@ -16,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::decode::Refusal;
 
-pub const SOCKET: &str = "/run/systemd/journal/socket";
+pub const SOCKET: &str = daxguard::journal::SOCKET;
 
 /// Every refusal's entries carry this id (`journalctl MESSAGE_ID=...`).
 pub const REFUSAL_MESSAGE_ID: &str = "7f3c2b1e9d8a4c6fb0e5a2d4c8b6e1f0";
@@ -27,49 +25,33 @@ pub const DROPPED_MESSAGE_ID: &str = "4b9e0d2c7a1f4e8d9c3b5a6f2e1d0c7b";
 pub const PRIORITY_ERR: u8 = 3;
 pub const PRIORITY_WARNING: u8 = 4;
 
-/// An open, unbound datagram socket towards journald.
+/// A datagram socket towards journald.
 pub struct Journal {
-    socket: UnixDatagram,
+    inner: daxguard::journal::Journal,
     path: PathBuf,
 }
 
 impl Journal {
     pub fn open(path: &Path) -> io::Result<Self> {
-        let socket = UnixDatagram::unbound()?;
         // journald must be there: fail at start, not at the first refusal.
-        socket.connect(path)?;
-        Ok(Journal { socket, path: path.to_path_buf() })
+        UnixDatagram::unbound()?.connect(path)?;
+        let inner = daxguard::journal::Journal::open(path).map_err(io::Error::from)?;
+        Ok(Journal { inner, path: path.to_path_buf() })
     }
 
-    /// Sends one entry. A journald restarted since we connected has a new
-    /// socket: connect again once and resend, before giving up.
+    /// Sends one entry. Each datagram names the socket, so a journald
+    /// restarted since (a new socket at the same path) is found again.
     pub fn send(&mut self, fields: &[(&str, String)]) -> io::Result<()> {
-        let datagram = encode(fields);
-        let sent = self.socket.send(&datagram).or_else(|_| {
-            let socket = UnixDatagram::unbound()?;
-            socket.connect(&self.path)?;
-            self.socket = socket;
-            self.socket.send(&datagram)
-        });
-        sent.map(drop).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
+        self.inner.send(&encode(fields)).map_err(|e| {
+            let e = io::Error::from(e);
+            io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
+        })
     }
 }
 
 /// The datagram for `fields`.
 pub fn encode(fields: &[(&str, String)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (key, value) in fields {
-        out.extend_from_slice(key.as_bytes());
-        if value.contains('\n') {
-            out.push(b'\n');
-            out.extend_from_slice(&(value.len() as u64).to_le_bytes());
-        } else {
-            out.push(b'=');
-        }
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'\n');
-    }
-    out
+    daxguard::journal::encode(fields.iter().map(|(k, v)| (*k, v.as_bytes())))
 }
 
 /// The fields of a refusal: MESSAGE is the text line, the rest are for

@@ -295,7 +295,7 @@ impl Sink {
         if !self.metrics_dirty && up {
             return;
         }
-        match metrics::write_atomically(path, &m.render(up)) {
+        match crate::prom::write_textfile(path, &m.render(up)) {
             Ok(()) => self.metrics_dirty = false,
             Err(e) if !self.metrics_warned => {
                 self.metrics_warned = true;
@@ -314,7 +314,7 @@ fn unix_now() -> f64 {
 /// not there is bad input (exit 2), not a warning an hour later.
 fn first_metrics(path: &Path) -> anyhow::Result<(PathBuf, Metrics)> {
     let m = Metrics::new(unix_now());
-    metrics::write_atomically(path, &m.render(true)).map_err(|e| anyhow::anyhow!("--metrics-file: {e}"))?;
+    crate::prom::write_textfile(path, &m.render(true)).map_err(|e| anyhow::anyhow!("--metrics-file: {e}"))?;
     Ok((path.to_path_buf(), m))
 }
 
