@@ -107,7 +107,7 @@ rm -f "$LOG"
 OUT=$(LD_PRELOAD="$SHIM" "$W/regwarn" --device "$RDMA_DEV" d=file:/mnt/pmem/cf:2M 2>&1)
 assert_contains "$OUT" "daxguard: warning: would refuse" "read without DAXGUARD_CONFIG"
 assert_contains "$(cat "$LOG")" '"mode":"warn"' "its log is used"
-OUT=$(DAXGUARD_CONFIG= LD_PRELOAD="$SHIM" "$W/regwarn" --device "$RDMA_DEV" d=file:/mnt/pmem/cf:2M 2>&1)
+OUT=$(DAXGUARD_CONFIG='' LD_PRELOAD="$SHIM" "$W/regwarn" --device "$RDMA_DEV" d=file:/mnt/pmem/cf:2M 2>&1)
 assert_contains "$OUT" "daxguard: refused" "DAXGUARD_CONFIG= (empty): no file, enforce"
 rm -rf /etc/daxguard
 
@@ -130,7 +130,7 @@ reg "$BIN/regmatrix" SLURM_PROCID=3 SLURM_JOB_ID=43
 assert_contains "$OUT" "daxguard: refused" "job 43: the rule does not apply"
 assert_contains "$OUT" "rank 3" "SLURM_PROCID is the rank when no MPI says one"
 # Outside a job the line is as it always was: it ends with the remedy.
-OUT=$(DAXGUARD_CONFIG= LD_PRELOAD="$SHIM" regmatrix --device "$RDMA_DEV" d=file:/mnt/pmem/cf:2M 2>&1)
+OUT=$(DAXGUARD_CONFIG='' LD_PRELOAD="$SHIM" regmatrix --device "$RDMA_DEV" d=file:/mnt/pmem/cf:2M 2>&1)
 line=$(printf '%s\n' "$OUT" | grep 'daxguard: refused')
 [[ $line == *"or use IBV_ACCESS_ON_DEMAND" ]] || fail "no job: the line changed: $line"
 ok "no job: the refusal line ends as before"
