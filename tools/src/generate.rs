@@ -266,6 +266,7 @@ fn page7(guide: &str) -> String {
          .TP\n/etc/ld.so.preload\nthe host\\-wide preload list \\fBdaxguard enable \\-\\-host\\fR appends to\n\
          .TP\n/etc/systemd/system/\\fIUNIT\\fR.d/daxguard.conf\nthe drop\\-in \\fBdaxguard enable \\-\\-unit\\fR writes\n\
          .TP\n/var/lib/daxguard/ld.so.preload\nwhat \\fBdaxguard enable \\-\\-host\\fR changed, for \\fBdisable\\fR to undo exactly\n\
+         .TP\n/etc/cdi/daxguard.json\nthe CDI spec: \\fB\\-\\-device daxguard.io/preload=enabled\\fR (or =enforce, =warn, =audit, =odp) preloads the library into a container\n\
          .TP\n/usr/include/daxguard.h, daxguard.pc\nthe C API (\\fBdaxguard_check\\fR()), with \\fBpkg\\-config daxguard\\fR\n\
          .SH \"SEE ALSO\"\n\\fBdaxguard\\fR(1), \\fBdaxguard\\-run\\fR(1), \\fBdaxguard\\-enable\\fR(1), \\fBld.so\\fR(8),\n\
          /usr/share/doc/daxguard/guide.md\n",
