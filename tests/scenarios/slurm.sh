@@ -26,9 +26,9 @@ require_file "$PROLOG" "make -C tools/dist/spank"
 require_file /opt/daxguard/bin/mpiwin "make -C tests/c (needs libopenmpi-dev)"
 command -v slurmctld >/dev/null || fail "no slurmctld: the mpi layer is missing (# guest-layer: mpi)"
 W=$(mktemp -d /tmp/slurm.XXXXXX)
-# Switch on once the refusal line names the MPI rank and the Slurm job (the
-# job-identity suffix, "... (rank N, Slurm job J step S)"; see mpi.sh).
-RANK_IN_MESSAGE=${RANK_IN_MESSAGE:-0}
+# The refusal line ends with the job's identity, "... (rank N, Slurm job J
+# step S)": each task's must name its rank and the job (see mpi.sh).
+RANK_IN_MESSAGE=${RANK_IN_MESSAGE:-1}
 TIMES=()
 
 run() { # name cmd...   output (stdout and stderr) in $W/NAME.out; RC, OUT
