@@ -11,6 +11,7 @@
 #   srun (no option)         untouched: no preload, only UCX's error
 #   DAXGUARD_MODE=enforce srun (TaskProlog)   refused as with the plugin
 #   srun --daxguard=bogus    srun refuses the option
+#   sbatch --daxguard=warn   the batch script and its steps get it
 #   tests/guest/run tests/scenarios/slurm.sh
 # guest-layer: mpi
 # shellcheck source=tests/guest/lib.sh
@@ -130,6 +131,20 @@ echo "required $SPANK lib=$LIB" >/etc/slurm/plugstack.conf
 run bogus srun -n1 --daxguard=bogus true
 assert_ne 0 "$RC" "srun --daxguard=bogus exit status"
 assert_contains "$OUT" "--daxguard wants enforce, warn, audit, odp or off, not 'bogus'" "srun --daxguard=bogus"
+
+# sbatch --daxguard: the batch script's own environment, and a step's.
+t0=$SECONDS
+job=$(sbatch --parsable -o "$W/batch.out" --daxguard=warn --wrap "$show; srun -n1 bash -c '$show'") ||
+	fail "sbatch --daxguard=warn"
+n=600
+while squeue -h -j "$job" 2>/dev/null | grep -q .; do
+	((n-- > 0)) || fail "batch job $job still queued or running after 60 s"
+	sleep 0.1
+done
+TIMES+=("$(printf '%-22s %4d s' sbatch $((SECONDS - t0)))")
+sed 's/^/  | /' "$W/batch.out"
+assert_eq "LD_PRELOAD=[$LIB] DAXGUARD_MODE=[warn]
+LD_PRELOAD=[$LIB] DAXGUARD_MODE=[warn]" "$(cat "$W/batch.out")" "sbatch --daxguard=warn: the script and its step"
 
 section "MPI under srun"
 run mpilist srun --mpi=list
