@@ -14,7 +14,7 @@
 # Then tests/c/mpiwin (MPI_Win_create, MPI_Put/MPI_Get, osc ucx):
 # anonymous memory moves the data under the preload; an fs-DAX window is
 # refused by the kernel alone (UCX's ibv_reg_mr error) and, under the
-# preload, by daxguard first, naming each rank's file, before UCX's error;
+# preload, by daxguard first, naming each rank's file and rank, before UCX's error;
 # where rxe has on-demand paging (Linux 6.18), DAXGUARD_MODE=odp makes the
 # fs-DAX window work, the data checked in the files.
 #   tests/guest/run tests/scenarios/mpi.sh                 (6.12)
