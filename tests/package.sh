@@ -4,8 +4,9 @@
 # in tools/dist/debian/lintian-overrides), and the installed layout checked
 # in an extracted copy: the library in its private directory, the CDI spec, what the man
 # pages and completions look like from there, daxguard.pc compiling and
-# linking tests/c/capi.c, and maintainer scripts that never name
-# /etc/ld.so.preload except through `daxguard disable`. The install itself
+# linking tests/c/capi.c, maintainer scripts that never name
+# /etc/ld.so.preload except through `daxguard disable`, and the Slurm SPANK
+# plugin and TaskProlog beside the library. The install itself
 # (dpkg -i, enable, removal) is tests/scenarios/install.sh, in the guest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -85,5 +86,13 @@ no_complaint() { ! grep -q daxguard.conf <<<"$verify"; }
 check "systemd parses the drop-in without a complaint" no_complaint
 check "the drop-in sets LD_PRELOAD to the installed library" grep -q "^Environment=LD_PRELOAD=/usr/lib/$tuple/daxguard/libdaxguard.so$" \
 	"$unitroot/etc/systemd/system/demo.service.d/daxguard.conf"
+# The Slurm SPANK plugin and its TaskProlog alternative (tools/dist/spank),
+# beside the library; tests/scenarios/slurm.sh runs them in the guest.
+spank=$root/usr/lib/$tuple/daxguard/daxguard_spank.so
+check "the SPANK plugin beside the library, with its entry points" \
+	bash -c "nm -D --defined-only '$spank' | grep -qw slurm_spank_task_init && nm -D --defined-only '$spank' | grep -qw plugin_name"
+check "the SPANK plugin preloads the packaged library by default" \
+	grep -qF "/usr/lib/$tuple/daxguard/libdaxguard.so" "$spank"
+check "the TaskProlog beside it, executable" test -x "$root/usr/lib/$tuple/daxguard/daxguard-taskprolog"
 ((fails == 0)) || { echo "package: $fails failed"; exit 1; }
 echo "package: all checks passed"

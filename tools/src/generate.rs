@@ -257,12 +257,14 @@ fn page7(guide: &str) -> String {
          the kernel refuses it far from the cause, and says which file and mount are to blame.\n\
          It is loaded with \\fBLD_PRELOAD\\fR, by \\fBdaxguard run\\fR, by a systemd drop\\-in\n\
          (\\fBdaxguard enable \\-\\-unit\\fR) or for every process from \\fI/etc/ld.so.preload\\fR\n\
-         (\\fBdaxguard enable \\-\\-host\\fR).\n\
+         (\\fBdaxguard enable \\-\\-host\\fR), and into a Slurm job's tasks by \\fBsrun \\-\\-daxguard\\fR.\n\
          .SH ENVIRONMENT\n{}\
          .SH DIAGNOSTICS\n{}\
          .SH FILES\n\
          .TP\n/etc/daxguard/daxguard.conf\nsettings per program, MPI rank and Slurm job (every line a comment as installed; the environment overrides it); the guide's \"Configuration file\" describes it\n\
          .TP\n/usr/lib/{MULTIARCH}/daxguard/libdaxguard.so\nthe library (a private directory, off the loader's search path)\n\
+         .TP\n/usr/lib/{MULTIARCH}/daxguard/daxguard_spank.so\nthe Slurm SPANK plugin: named in \\fIplugstack.conf\\fR, it offers \\fBsrun \\-\\-daxguard=\\fR\\fIMODE\\fR\n\
+         .TP\n/usr/lib/{MULTIARCH}/daxguard/daxguard\\-taskprolog\nthe same as a Slurm \\fBTaskProlog\\fR, for jobs with \\fBDAXGUARD_MODE\\fR in their environment\n\
          .TP\n/etc/ld.so.preload\nthe host\\-wide preload list \\fBdaxguard enable \\-\\-host\\fR appends to\n\
          .TP\n/etc/systemd/system/\\fIUNIT\\fR.d/daxguard.conf\nthe drop\\-in \\fBdaxguard enable \\-\\-unit\\fR writes\n\
          .TP\n/var/lib/daxguard/ld.so.preload\nwhat \\fBdaxguard enable \\-\\-host\\fR changed, for \\fBdisable\\fR to undo exactly\n\
