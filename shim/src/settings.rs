@@ -68,7 +68,7 @@ pub struct Settings {
     pub quiet: bool,
     /// `DAXGUARD_STATS=1`: one summary line at exit.
     pub stats: bool,
-    /// `DAXGUARD_LOOKUP=auto|query|maps`: force a lookup path (tests, benchmarks).
+    /// `DAXGUARD_LOOKUP=auto|query|maps|events`: force a lookup path (tests, benchmarks).
     pub lookup: LookupChoice,
 }
 
@@ -112,7 +112,8 @@ impl Settings {
                 "auto" => s.lookup = LookupChoice::Auto,
                 "query" => s.lookup = LookupChoice::ProcmapQuery,
                 "maps" => s.lookup = LookupChoice::MapsText,
-                _ => bad("DAXGUARD_LOOKUP", &v, "auto, query or maps; using auto"),
+                "events" | "mmap_events" => s.lookup = LookupChoice::MmapEvents,
+                _ => bad("DAXGUARD_LOOKUP", &v, "auto, query, maps or events; using auto"),
             }
         }
         (s, complaints)
