@@ -146,8 +146,15 @@ pub(super) struct Stamp {
 /// # Errors
 /// Why not ([`Unavailable`]).
 pub fn status() -> Result<(), Unavailable> {
-    let Some(mut st) = STATE.try_lock_briefly() else { return Ok(()) };
-    ready(&mut st).map(|_| ())
+    // Another thread may be setting the map up: wait for its answer rather
+    // than say "works" (a process where perf is refused would then be told so).
+    for _ in 0..1000 {
+        if let Some(mut st) = STATE.try_lock_briefly() {
+            return ready(&mut st).map(|_| ());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// The VMA covering `addr`, or [`Step::Uncovered`]; `Ok(None)` when the map
