@@ -23,7 +23,8 @@ use std::os::fd::AsRawFd;
 use std::ptr;
 use std::time::Duration;
 
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, measurement::WallTime};
+use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, measurement::WallTime};
+use daxguard::lookup::{mmap_events_status, reset_mmap_events};
 use daxguard::{Kind, Lookup, LookupChoice, Options, Verdict, classify_with, judge};
 
 const TIERS: [usize; 5] = [10, 1_000, 10_000, 20_000, 60_000];
@@ -141,6 +142,14 @@ fn check(l: &Layout) {
             }
             let j = judge(addr, len, lookup).unwrap();
             assert_eq!((j.verdict, j.lookup), (Verdict::Allow, want), "{name}");
+        }
+    }
+    // The mmap-events map: every range answered from it (the file's verdict
+    // is cached by now, so no name is needed), unless perf is refused here.
+    if mmap_events_status().is_ok() {
+        for (name, addr, len) in l.ranges() {
+            let j = judge(addr, len, LookupChoice::MmapEvents).unwrap();
+            assert_eq!((j.verdict, j.lookup), (Verdict::Allow, Lookup::MmapEvents), "{name}");
         }
     }
 }
@@ -289,7 +298,11 @@ fn group<'c>(c: &'c mut Criterion, name: &str, slow: bool) -> BenchmarkGroup<'c,
 
 /// `judge` (or `classify_with` for the full report) on every range, ids `<path>-<range>/<tier>`.
 fn bench_ranges(mut g: BenchmarkGroup<'_, WallTime>, report: bool, l: &Layout, tier: usize, lookup: LookupChoice) {
-    let path = if lookup == LookupChoice::MapsText { "text" } else { "query" };
+    let path = match lookup {
+        LookupChoice::MapsText => "text",
+        LookupChoice::MmapEvents => "events",
+        _ => "query",
+    };
     for (range, addr, len) in l.ranges() {
         let id = BenchmarkId::new(format!("{path}-{range}"), tier);
         let opts = Options { target: None, lookup };
@@ -310,6 +323,22 @@ fn bench_tier(c: &mut Criterion, l: &Layout, tier: usize) {
     let (query, text) = (LookupChoice::ProcmapQuery, LookupChoice::MapsText);
     let (addr, len) = (l.anon as u64, page() as u64);
     bench_ranges(group(c, "judge", false), false, l, tier, query);
+    if mmap_events_status().is_ok() {
+        bench_ranges(group(c, "judge", false), false, l, tier, LookupChoice::MmapEvents);
+        // The cold first lookup: set-up (one event and ring per CPU) plus one
+        // full maps read into the map, then the answer.
+        let mut g = group(c, "cold", big);
+        g.bench_function(BenchmarkId::new("events-first", tier), |b| {
+            b.iter_batched(
+                reset_mmap_events,
+                |()| judge(black_box(addr), black_box(len), LookupChoice::MmapEvents).unwrap(),
+                BatchSize::PerIteration,
+            )
+        });
+        g.finish();
+        reset_mmap_events();
+        judge(addr, len, LookupChoice::MmapEvents).unwrap();
+    }
     let maps = File::open("/proc/self/maps").unwrap();
     let mut g = group(c, "baseline", false);
     // The floors: one syscall, and the one ioctl the query path needs here.

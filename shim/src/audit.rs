@@ -78,7 +78,7 @@ pub struct Record<'a> {
     pub errno: i32,
     /// Why a forwarded registration failed, in words.
     pub explain: Option<&'a str>,
-    /// The lookup path that found the VMAs: `procmap_query` or `maps`
+    /// The lookup path that found the VMAs: `procmap_query`, `events` or `maps`
     /// ([`crate::Lookup::name`]).
     pub lookup: &'a str,
     pub decide_ns: u64,

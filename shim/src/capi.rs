@@ -90,7 +90,9 @@ pub extern "C" fn daxguard_interception() -> *const c_char {
 
 /// `const char *daxguard_lookup(void)`: how this copy of the library finds
 /// the VMAs a registration spans in this process: `procmap_query` (the
-/// `PROCMAP_QUERY` ioctl, Linux 6.11+) or `maps` (`/proc/self/maps` text),
+/// `PROCMAP_QUERY` ioctl, Linux 6.11+), `events` (the mmap-events map:
+/// kernels without the ioctl, where perf allows it) or `maps`
+/// (`/proc/self/maps` text),
 /// as `DAXGUARD_LOOKUP` and the kernel decide; static storage. `daxguard
 /// doctor` under `daxguard run` asks the preloaded copy, as for
 /// [`daxguard_interception`].
@@ -99,6 +101,7 @@ pub extern "C" fn daxguard_lookup() -> *const c_char {
     let name = catch_unwind(|| crate::lookup::preferred_lookup(lookup_choice()).name()).unwrap_or("maps");
     let c: &'static std::ffi::CStr = match name {
         "procmap_query" => c"procmap_query",
+        "events" => c"events",
         _ => c"maps",
     };
     c.as_ptr()

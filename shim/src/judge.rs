@@ -59,6 +59,18 @@ pub fn page_range(addr: u64, len: u64) -> Result<(u64, u64), Error> {
 /// As [`classify`].
 pub fn judge(addr: u64, len: u64, lookup: LookupChoice) -> Result<Judgement, Error> {
     let (start, end) = page_range(addr, len)?;
+    let (judged, from_map) = judge_walk(start, end, lookup)?;
+    if judged.verdict != Verdict::Allow && from_map {
+        // The mmap-events map may be stale; it is trusted to allow (the
+        // kernel refuses fs-DAX itself), never to refuse: anything else is
+        // judged again on the kernel's current view.
+        return Ok(judge_walk(start, end, LookupChoice::MapsText)?.0);
+    }
+    Ok(judged)
+}
+
+/// One verdict walk, and whether any VMA in it came from the mmap-events map.
+fn judge_walk(start: u64, end: u64, lookup: LookupChoice) -> Result<(Judgement, bool), Error> {
     let mut buf = lookup::buffer();
     let mut vmas = Vmas::new(&mut buf, Target::Current, lookup, start, end, Names::Lazy)?;
     let mut files = Files::new(Target::Current);
@@ -82,7 +94,7 @@ pub fn judge(addr: u64, len: u64, lookup: LookupChoice) -> Result<Judgement, Err
         piece += 1;
     }
     judged.lookup = vmas.lookup();
-    Ok(judged)
+    Ok((judged, vmas.answered_from_map()))
 }
 
 /// Classifies every piece of `[addr, addr + len)` in the calling process.

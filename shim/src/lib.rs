@@ -33,6 +33,7 @@ mod types;
 // Kernel interfaces: one module per file or call.
 pub mod maps;
 pub mod mountinfo;
+pub mod perf_event;
 pub mod procmap_query;
 pub mod statx;
 pub mod sysfs;
@@ -64,6 +65,6 @@ pub use capi::{DAXGUARD_ERROR, DAXGUARD_FSDAX, DAXGUARD_OK, DAXGUARD_UNVERIFIED,
 pub use error::Error;
 pub use judge::{Judgement, Options, classify, classify_with, judge, page_range};
 pub use report::{Evidence, FileInfo, FileKind, Finding, Kind, MountInfo, Piece, Prot, Report, Verdict, Via};
-pub use sys::Errno;
+pub use sys::{Errno, fork_detection};
 pub use types::{Buffer, Consumer, Dev, Lookup, LookupChoice, Pin, Target, Vma};
 pub use verbs::register::{CheckError, RegisterError, check, register};

@@ -71,7 +71,7 @@ pub struct Settings {
     pub quiet: bool,
     /// `DAXGUARD_STATS=1`: one summary line at exit.
     pub stats: bool,
-    /// `DAXGUARD_LOOKUP=auto|query|maps`: force a lookup path (tests, benchmarks).
+    /// `DAXGUARD_LOOKUP=auto|query|maps|events`: force a lookup path (tests, benchmarks).
     pub lookup: LookupChoice,
 }
 
@@ -126,7 +126,7 @@ impl Key {
             Key::Unknown => "refuse or allow",
             Key::Log => "an absolute path, syslog or journal",
             Key::Quiet | Key::Stats => "0 or 1",
-            Key::Lookup => "auto, query or maps",
+            Key::Lookup => "auto, query, maps or events",
         }
     }
 }
@@ -170,6 +170,7 @@ impl Settings {
                     "auto" => LookupChoice::Auto,
                     "query" => LookupChoice::ProcmapQuery,
                     "maps" => LookupChoice::MapsText,
+                    "events" | "mmap_events" => LookupChoice::MmapEvents,
                     _ => return Err(InvalidValue),
                 }
             }
@@ -196,6 +197,7 @@ impl Settings {
                     LookupChoice::Auto => "auto",
                     LookupChoice::ProcmapQuery => "query",
                     LookupChoice::MapsText => "maps",
+                    LookupChoice::MmapEvents => "events",
                 }
             ),
         }

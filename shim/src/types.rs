@@ -111,6 +111,10 @@ pub enum Lookup {
     ProcmapQuery,
     /// Streaming the text of `/proc/PID/maps`.
     MapsText,
+    /// The calling process's own map of its VMAs, built from one maps read
+    /// and kept current from the kernel's `PERF_RECORD_MMAP2` records
+    /// (kernels without `PROCMAP_QUERY`; `docs/design.md`).
+    MmapEvents,
 }
 
 impl Lookup {
@@ -119,6 +123,7 @@ impl Lookup {
         match self {
             Lookup::ProcmapQuery => "procmap_query",
             Lookup::MapsText => "maps",
+            Lookup::MmapEvents => "events",
         }
     }
 }
@@ -126,11 +131,15 @@ impl Lookup {
 /// Which lookup path to use (`DAXGUARD_LOOKUP`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LookupChoice {
-    /// `PROCMAP_QUERY` where the kernel has it, else maps text.
+    /// `PROCMAP_QUERY` where the kernel has it, else maps text (the
+    /// mmap-events map is opt-in for now: [`LookupChoice::MmapEvents`]).
     #[default]
     Auto,
     /// Only `PROCMAP_QUERY`; fails with `ENOTTY` on older kernels.
     ProcmapQuery,
     /// Only maps text.
     MapsText,
+    /// The mmap-events map for the calling process's verdicts ([`crate::judge`]);
+    /// fails when perf refuses it. Full reports and other processes read maps text.
+    MmapEvents,
 }

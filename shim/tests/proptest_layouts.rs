@@ -8,6 +8,11 @@
 //! A separate process keeps the harness's threads (stacks, malloc arenas) out
 //! of the holes the layout punches. To replay a failure, run
 //! `DAXGUARD_PROPTEST_LAYOUT='<layout>' cargo test -p daxguard --test proptest_layouts layout_child -- --exact`.
+//!
+//! `mmap_events_layouts` does the same with raw system calls (`SYS_mmap`,
+//! `SYS_munmap`, `SYS_mremap`, `SYS_mprotect`) between lookups, and compares
+//! the mmap-events map with a fresh maps read page by page after each one
+//! (replay: `events_child` with `DAXGUARD_PROPTEST_EVENTS` set as well).
 
 use std::ffi::c_void;
 use std::fs::File;
@@ -152,7 +157,39 @@ fn effective(prot: i32, back: Back) -> i32 {
     if matches!(back, Back::File { .. }) { prot & !libc::PROT_EXEC } else { prot }
 }
 
+/// A built layout: the region, what each page is, the files behind it.
+struct Built {
+    base: u64,
+    pages: Vec<Option<Page>>,
+    files: Vec<(File, PathBuf)>,
+    _dir: tempfile::TempDir,
+}
+
 fn build_and_check(l: &Layout) {
+    let b = build(l);
+    let paths: Vec<(PathBuf, u64)> = b.files.iter().map(|(f, p)| (p.clone(), f.metadata().unwrap().ino())).collect();
+    let (base, pages) = (b.base, &b.pages);
+    for &(first, count, head, tail) in &l.ranges {
+        let addr = base + first as u64 * PAGE + head;
+        let len = (count as u64 * PAGE).saturating_sub(head + tail).max(1);
+        let m = classify_with(addr, len, Options { lookup: LookupChoice::MapsText, ..Default::default() }).unwrap();
+        assert_eq!(m.lookup, Lookup::MapsText);
+        let what = format!("range pages {first}..{} (+{head}, -{tail})", first + count);
+        check(&m, base, first, count, pages, &paths, &what);
+        match classify_with(addr, len, Options { lookup: LookupChoice::ProcmapQuery, ..Default::default() }) {
+            Ok(q) => {
+                assert_eq!(q.lookup, Lookup::ProcmapQuery);
+                assert_eq!(q.pieces, m.pieces, "{what}: PROCMAP_QUERY and maps text disagree");
+            }
+            // Kernels before 6.11 have only the text path.
+            Err(e) => assert_eq!(e.errno().raw(), libc::ENOTTY, "{what}: {e}"),
+        }
+    }
+    // SAFETY: unmapping our own region (the process ends right after anyway).
+    unsafe { libc::munmap(base as *mut c_void, pages.len() * PAGE as usize) };
+}
+
+fn build(l: &Layout) -> Built {
     let n = l.pages();
     let len = n as u64 * PAGE;
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();
@@ -226,25 +263,7 @@ fn build_and_check(l: &Layout) {
         }
     }
 
-    let paths: Vec<(PathBuf, u64)> = files.iter().map(|(f, p)| (p.clone(), f.metadata().unwrap().ino())).collect();
-    for &(first, count, head, tail) in &l.ranges {
-        let addr = base + first as u64 * PAGE + head;
-        let len = (count as u64 * PAGE).saturating_sub(head + tail).max(1);
-        let m = classify_with(addr, len, Options { lookup: LookupChoice::MapsText, ..Default::default() }).unwrap();
-        assert_eq!(m.lookup, Lookup::MapsText);
-        let what = format!("range pages {first}..{} (+{head}, -{tail})", first + count);
-        check(&m, base, first, count, &pages, &paths, &what);
-        match classify_with(addr, len, Options { lookup: LookupChoice::ProcmapQuery, ..Default::default() }) {
-            Ok(q) => {
-                assert_eq!(q.lookup, Lookup::ProcmapQuery);
-                assert_eq!(q.pieces, m.pieces, "{what}: PROCMAP_QUERY and maps text disagree");
-            }
-            // Kernels before 6.11 have only the text path.
-            Err(e) => assert_eq!(e.errno().raw(), libc::ENOTTY, "{what}: {e}"),
-        }
-    }
-    // SAFETY: unmapping our own region (the process ends right after anyway).
-    unsafe { libc::munmap(base as *mut c_void, n * PAGE as usize) };
+    Built { base, pages, files, _dir: dir }
 }
 
 /// The report's pieces tile the page-aligned range, and every page in every
@@ -301,4 +320,157 @@ fn check(
         cursor = p.end;
     }
     assert_eq!(cursor, end, "{what}: pieces stop short of the end");
+}
+
+/// Raw system calls made between lookups, bypassing libc: (kind, first page,
+/// pages, target page). Kinds: 0 anonymous `SYS_mmap` (`MAP_FIXED`), 1 file
+/// `SYS_mmap`, 2 `SYS_munmap`, 3 `SYS_mremap` to the target (`MREMAP_FIXED`),
+/// 4 `SYS_mprotect` read-only.
+type RawOp = (usize, usize, usize, usize);
+const EVENTS_VAR: &str = "DAXGUARD_PROPTEST_EVENTS";
+
+fn raw_ops(n: usize) -> impl Strategy<Value = Vec<RawOp>> {
+    prop::collection::vec((0..5usize, 0..n, 1..=n, 0..n), 1..=8).prop_map(move |ops| {
+        ops.into_iter().map(|(k, a, c, t)| (k, a, c.min(n - a), t.min(n - c.min(n - a)))).collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(128) })]
+
+    /// The mmap-events map against a fresh maps read, page by page, after
+    /// every raw system call; and `judge` on the map against maps text.
+    #[test]
+    fn mmap_events_layouts((l, ops) in layout().prop_flat_map(|l| { let n = l.pages(); (Just(l), raw_ops(n)) })) {
+        let text = l.encode();
+        let ops_text: Vec<_> = ops.iter().map(|(k, a, c, t)| format!("{k}.{a}.{c}.{t}")).collect();
+        let ops_text = ops_text.join(",");
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["events_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env(LAYOUT_VAR, &text)
+            .env(EVENTS_VAR, &ops_text)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        prop_assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "layout {text} ops {ops_text}: child {}\n{}{stdout}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The child of `mmap_events_layouts`: a no-op in a normal run.
+#[test]
+fn events_child() {
+    let (Ok(text), Ok(ops)) = (std::env::var(LAYOUT_VAR), std::env::var(EVENTS_VAR)) else { return };
+    let ops: Vec<RawOp> = ops
+        .split(',')
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let v: Vec<usize> = o.split('.').map(|n| n.parse().unwrap()).collect();
+            (v[0], v[1], v[2], v[3])
+        })
+        .collect();
+    let l = Layout::decode(&text);
+    let b = build(&l);
+    let n = b.pages.len();
+    if let Err(why) = daxguard::lookup::mmap_events_status() {
+        assert!(std::env::var_os("DAXGUARD_TEST_PERF").is_none(), "mmap events unavailable: {why}");
+        println!("skipped: {why}");
+        return;
+    }
+    // Pages an unreported call (munmap, mremap) touched: the map may be stale there.
+    let mut exempt = vec![false; n];
+    compare_with_maps(&b, &exempt, "after set-up");
+    let at = |p: usize| b.base + p as u64 * PAGE;
+    for (i, &(kind, first, count, target)) in ops.iter().enumerate() {
+        let (addr, len) = (at(first), count as u64 * PAGE);
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        // SAFETY: raw calls on our own region, as a program bypassing libc makes them.
+        let rc = unsafe {
+            match kind {
+                0 => libc::syscall(
+                    libc::SYS_mmap,
+                    addr,
+                    len,
+                    rw,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                    -1,
+                    0,
+                ),
+                1 => {
+                    let fd = b.files[first % 2].0.as_raw_fd();
+                    libc::syscall(
+                        libc::SYS_mmap,
+                        addr,
+                        len,
+                        rw,
+                        libc::MAP_SHARED | libc::MAP_FIXED,
+                        fd,
+                        first as u64 * PAGE,
+                    )
+                }
+                2 => libc::syscall(libc::SYS_munmap, addr, len),
+                3 => libc::syscall(
+                    libc::SYS_mremap,
+                    addr,
+                    len,
+                    len,
+                    libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                    at(target),
+                ),
+                _ => libc::syscall(libc::SYS_mprotect, addr, len, libc::PROT_READ),
+            }
+        };
+        match kind {
+            // Reported (when it succeeded): exact again.
+            0 | 1 if rc >= 0 => exempt[first..first + count].iter_mut().for_each(|e| *e = false),
+            2 => exempt[first..first + count].iter_mut().for_each(|e| *e = true),
+            3 => {
+                exempt[first..first + count].iter_mut().for_each(|e| *e = true);
+                exempt[target..target + count].iter_mut().for_each(|e| *e = true);
+            }
+            _ => {}
+        }
+        let what = format!("after op {i} ({kind}.{first}.{count}.{target}, rc {rc})");
+        // judge on the map answers as maps text does, for the op's pages and the whole region.
+        for (a, len) in [(addr, len), (b.base, n as u64 * PAGE)] {
+            let e = daxguard::judge(a, len, LookupChoice::MmapEvents).unwrap();
+            let t = daxguard::judge(a, len, LookupChoice::MapsText).unwrap();
+            assert_eq!(e.verdict, t.verdict, "{what}: judge {a:#x}+{len}");
+        }
+        compare_with_maps(&b, &exempt, &what);
+    }
+    // Grep-able: how often a raw call mapped over or unmapped one of the map's rings.
+    let lost = daxguard::lookup::mmap_events_rings_lost();
+    println!("rings lost and set up again: {lost}");
+    if let Some(log) = std::env::var_os("DAXGUARD_PROPTEST_LOST_LOG") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        writeln!(f, "{lost}").unwrap();
+    }
+}
+
+/// Every page of the region not exempt: the map's entry (or none) is what a
+/// fresh read of /proc/self/maps shows there (device, inode, protection, sharing).
+fn compare_with_maps(b: &Built, exempt: &[bool], what: &str) {
+    let text = std::fs::read("/proc/self/maps").unwrap();
+    let lines: Vec<_> = text.split(|&c| c == b'\n').filter_map(daxguard::maps::parse_line).collect();
+    for (p, &skip) in exempt.iter().enumerate() {
+        if skip {
+            continue;
+        }
+        let addr = b.base + p as u64 * PAGE;
+        let want = lines
+            .iter()
+            .find(|l| l.start <= addr && addr < l.end)
+            .map(|l| (l.dev, l.inode, l.readable, l.writable, l.executable, l.shared));
+        let got = daxguard::lookup::mmap_events_at(addr)
+            .unwrap()
+            .filter(|v| v.start <= addr && addr < v.end)
+            .map(|v| (v.dev, v.inode, v.readable, v.writable, v.executable, v.shared));
+        assert_eq!(got, want, "{what}: page {p}");
+    }
 }

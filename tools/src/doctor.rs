@@ -311,7 +311,14 @@ fn check_interception(facts: &mut Facts) -> Check {
 /// `DAXGUARD_LOOKUP` give.
 fn check_lookup(facts: &mut Facts) -> Check {
     let (name, whose) = match crate::interception::preloaded_lookup() {
-        Some(name) => (if name == "procmap_query" { "procmap_query" } else { "maps" }, "the preloaded daxguard"),
+        Some(name) => (
+            match name.as_str() {
+                "procmap_query" => "procmap_query",
+                "events" => "events",
+                _ => "maps",
+            },
+            "the preloaded daxguard",
+        ),
         None => {
             let (settings, _) = daxguard::settings::Settings::parse(|k| std::env::var(k).ok());
             (daxguard::lookup::preferred_lookup(settings.lookup).name(), "a guarded process here")
@@ -324,8 +331,27 @@ fn check_lookup(facts: &mut Facts) -> Check {
             format!("{whose} finds VMAs with PROCMAP_QUERY (procmap_query): one ioctl per VMA spanned"),
         );
     }
-    warn("lookup", format!("{whose} reads /proc/self/maps as text (maps): each registration costs a walk of the maps"))
-        .hint("PROCMAP_QUERY needs Linux 6.11+ (and DAXGUARD_LOOKUP unset or auto)")
+    if name == "events" {
+        return ok(
+            "lookup",
+            format!(
+                "{whose} finds VMAs in its mmap-events map (events): kept current from the kernel's \
+                 PERF_RECORD_MMAP2 records, flat in the process size; refusals confirmed on /proc/self/maps"
+            ),
+        );
+    }
+    let why = match daxguard::lookup::mmap_events_status() {
+        Err(why) => format!(" (mmap events unavailable: {why})"),
+        Ok(()) => String::new(),
+    };
+    warn(
+        "lookup",
+        format!("{whose} reads /proc/self/maps as text (maps){why}: each registration costs a walk of the maps"),
+    )
+    .hint(
+        "PROCMAP_QUERY needs Linux 6.11+ (and DAXGUARD_LOOKUP unset or auto); the mmap-events map needs \
+         perf_event_paranoid <= 2 or CAP_PERFMON, and Linux 4.15+",
+    )
 }
 
 /// The configuration file as a guarded process with this environment would

@@ -271,7 +271,7 @@ fn json_schema_top_level_fields() {
         ("exit_code", Value::is_u64),
         ("message", Value::is_string),
         ("hint", |v| v.is_null() || v.is_string()),
-        ("lookup", |v| v == "procmap_query" || v == "maps"),
+        ("lookup", |v| v == "procmap_query" || v == "events" || v == "maps"),
         ("start", |v| v.as_str().is_some_and(|s| s.starts_with("0x"))),
         ("end", |v| v.as_str().is_some_and(|s| s.starts_with("0x"))),
         ("verdict", |v| ["allow", "fsdax", "unverified"].contains(&v.as_str().unwrap_or(""))),

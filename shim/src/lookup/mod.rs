@@ -10,12 +10,17 @@
 //!   `closefrom`). With [`Names::Lazy`] a VMA comes without its name (the
 //!   kernel is spared a `d_path`), and [`Vmas::named`] asks again with it
 //!   only when the caller's answer depends on it.
+//! - mmap events ([`events`], the calling process's verdicts where the
+//!   ioctl is missing or refused): our own map of the process's VMAs, built
+//!   from one maps read and kept current from the kernel's
+//!   `PERF_RECORD_MMAP2` records with no system call; no names, so a VMA
+//!   whose answer needs its name, or an address the map does not cover, is
+//!   read from maps text from there on (and that read refreshes the map).
 //! - maps text ([`text`]): `/proc/PID/maps` streamed through the caller's
-//!   buffer, stopping at the first VMA past the range; used where the ioctl
-//!   is missing (before 6.11) or refused (seccomp), from wherever the ioctl
-//!   stopped.
+//!   buffer, stopping at the first VMA past the range; used where the other
+//!   two cannot answer, from wherever they stopped.
 //!
-//! Neither path allocates. `/proc/PID/smaps` is never read: it has no DAX
+//! No path allocates per call (the mmap-events map allocates when it is built). `/proc/PID/smaps` is never read: it has no DAX
 //! flag and costs tens of milliseconds in a big process.
 //!
 //! # Safety
@@ -23,8 +28,10 @@
 //! which exactly `name_len` bytes were written by the kernel or the unescaper.
 #![allow(unsafe_code)]
 
+mod events;
 mod query;
 mod text;
+mod vmamap;
 
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
@@ -36,6 +43,50 @@ pub use crate::sys::procfd::{ForkCheck, fork_check, pid_checks};
 use crate::sys::procfd::{close, open_proc};
 use crate::types::{Lookup, LookupChoice, Target, Vma};
 
+pub use events::Unavailable as MmapEventsUnavailable;
+#[doc(hidden)]
+pub use events::reset as reset_mmap_events;
+#[doc(hidden)]
+pub use events::rings_lost as mmap_events_rings_lost;
+
+/// Whether the mmap-events map works in this process (sets it up if it is
+/// not yet: one `perf_event_open` per thread and one full maps read), and if
+/// not, why: what `daxguard doctor` reports where `PROCMAP_QUERY` is missing.
+///
+/// # Errors
+/// What refused it: perf (`perf_event_paranoid`, seccomp), the ring's
+/// locked memory, a kernel before 4.15, too many threads.
+pub fn mmap_events_status() -> Result<(), MmapEventsUnavailable> {
+    events::status()
+}
+
+/// The mmap-events map's entry covering `addr` in the calling process, as
+/// a nameless VMA (`None`: not covered, or the map is busy); sets the map up
+/// and applies pending records first. For tests that compare the map with
+/// a fresh maps read.
+///
+/// # Errors
+/// As [`mmap_events_status`].
+#[doc(hidden)]
+pub fn mmap_events_at(addr: u64) -> Result<Option<Vma<'static>>, MmapEventsUnavailable> {
+    // Busy (another thread builds the map) or dirty (a flood of records):
+    // a lookup would read maps text; a test waits for the map's own answer.
+    for _ in 0..100 {
+        let step = match events::at(addr) {
+            Err(why) if why.transient() => None,
+            r => r?,
+        };
+        match step {
+            Some(events::Step::Vma(e)) => return Ok(Some(events::vma_of(&e))),
+            Some(events::Step::Uncovered) => return Ok(None),
+            None => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
+    Ok(None)
+}
+
+/// How many VMAs one walk remembers from maps text to refresh the map with.
+const REFRESH_MAX: usize = 32;
 /// Longest VMA name: a path (`PATH_MAX`) plus ` (deleted)`.
 const NAME_MAX: usize = 4096 + 16;
 /// The maps-text stream: room for a few whole lines.
@@ -72,11 +123,14 @@ pub fn procmap_query_supported() -> bool {
     QUERY_WORKS.load(Ordering::Relaxed) == 1
 }
 
-/// The path a call with `choice` would take here.
+/// The path a verdict ([`crate::judge`]) with `choice` would take here
+/// (a full report never uses the mmap-events map: it needs names). Probes
+/// the kernel, and may set the map up.
 pub fn preferred_lookup(choice: LookupChoice) -> Lookup {
     match choice {
         LookupChoice::ProcmapQuery => Lookup::ProcmapQuery,
         LookupChoice::MapsText => Lookup::MapsText,
+        LookupChoice::MmapEvents => Lookup::MmapEvents,
         LookupChoice::Auto if procmap_query_supported() => Lookup::ProcmapQuery,
         LookupChoice::Auto => Lookup::MapsText,
     }
@@ -87,6 +141,8 @@ enum Source {
     /// `PROCMAP_QUERY` on `fd`; `kept` is our long-lived descriptor (not
     /// closed here); `rechecked` once a failure made us check it.
     Query { fd: RawFd, kept: bool, rechecked: bool },
+    /// The mmap-events map (no descriptor: it lives in memory).
+    Events,
     /// The maps text, streamed from `fd`.
     Text { fd: RawFd, stream: text::Stream },
     /// Nothing more.
@@ -110,6 +166,16 @@ pub struct Vmas<'b> {
     name: &'b mut [MaybeUninit<u8>],
     name_len: usize,
     stream: &'b mut [MaybeUninit<u8>],
+    /// VMAs returned from the mmap-events map that still stand (the last one
+    /// is withdrawn when it is asked again, named, from maps text).
+    from_map: usize,
+    /// After the map sent the walk to maps text: where that read began, the
+    /// map's stamp then, and the VMAs it found, to refresh the map with.
+    refresh: Option<(u64, events::Stamp)>,
+    /// (Allocated only on that slow path: a cursor on the hot paths must not
+    /// pay for it, not even a memset.)
+    found: Vec<vmamap::Entry>,
+    found_len: usize,
 }
 
 impl<'b> Vmas<'b> {
@@ -141,13 +207,21 @@ impl<'b> Vmas<'b> {
             name,
             name_len: 0,
             stream,
+            from_map: 0,
+            refresh: None,
+            found: Vec::new(),
+            found_len: 0,
         };
         if start >= end {
-            vmas.lookup = preferred_lookup(choice);
+            vmas.lookup = match choice {
+                LookupChoice::Auto if QUERY_WORKS.load(Ordering::Relaxed) == 2 => Lookup::MapsText,
+                LookupChoice::Auto => Lookup::ProcmapQuery,
+                c => preferred_lookup(c),
+            };
         } else if vmas.query_first() {
             vmas.source = query::open(target)?;
         } else {
-            vmas.switch_to_text()?;
+            vmas.switch_to_fallback()?;
         }
         Ok(vmas)
     }
@@ -163,6 +237,7 @@ impl<'b> Vmas<'b> {
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Vma<'_>>, Error> {
         if self.at >= self.end {
+            self.settle(self.end);
             self.finish(); // the last VMA reached the end: nothing to ask
             return Ok(None);
         }
@@ -202,14 +277,51 @@ impl<'b> Vmas<'b> {
         self.lookup
     }
 
+    /// Whether any VMA this walk returned came from the mmap-events map (and
+    /// was not asked again from maps text): a verdict other than "allow"
+    /// resting on it must be confirmed against maps text.
+    pub fn answered_from_map(&self) -> bool {
+        self.from_map > 0
+    }
+
     /// Asks the source for the VMA at `asked` (covering it, or the next one).
     fn step(&mut self, with_name: bool) -> Result<Option<Vma<'_>>, Error> {
         let found = loop {
             let r = match &mut self.source {
                 Source::Done => break None,
                 Source::Query { fd, .. } => query::at(*fd, self.asked, &mut self.name[..], with_name),
+                Source::Events => {
+                    if with_name {
+                        // The map has no names: this VMA and the rest come from maps text.
+                        self.from_map -= usize::from(matches!(self.last, Some((_, false))));
+                        self.events_to_text(true)?;
+                        continue;
+                    }
+                    match events::at(self.asked) {
+                        Ok(Some(events::Step::Vma(e))) => {
+                            self.from_map += 1;
+                            break Some((events::vma_of(&e), 0));
+                        }
+                        // Not covered: maybe mapped by a call the kernel reports nothing
+                        // for (mremap), maybe a hole; maps text says which.
+                        Ok(Some(events::Step::Uncovered)) => self.events_to_text(true)?,
+                        Ok(None) => self.events_to_text(false)?, // busy
+                        Err(why) if self.choice == LookupChoice::MmapEvents => {
+                            return Err(Error::Proc { what: why.what, errno: why.errno });
+                        }
+                        Err(_) => self.events_to_text(false)?,
+                    }
+                    continue;
+                }
                 Source::Text { fd, stream } => {
-                    break text::at(*fd, stream, &mut *self.stream, &mut *self.name, self.asked)?;
+                    let found = text::at(*fd, stream, &mut *self.stream, &mut *self.name, self.asked)?;
+                    if let Some((v, _)) = found.filter(|(v, _)| self.refresh.is_some() && v.start < self.end) {
+                        if self.found_len < REFRESH_MAX {
+                            self.found.push(events::entry_of_vma(&v));
+                        }
+                        self.found_len += 1;
+                    }
+                    break found;
                 }
             };
             match r {
@@ -221,6 +333,7 @@ impl<'b> Vmas<'b> {
             }
         };
         let Some((vma, name_len)) = found.filter(|(v, _)| v.start < self.end) else {
+            self.settle(self.end);
             self.finish();
             return Ok(None);
         };
@@ -233,9 +346,52 @@ impl<'b> Vmas<'b> {
     /// Whether to start with `PROCMAP_QUERY`.
     fn query_first(&self) -> bool {
         match self.choice {
-            LookupChoice::MapsText => false,
+            LookupChoice::MapsText | LookupChoice::MmapEvents => false,
             LookupChoice::ProcmapQuery => true,
             LookupChoice::Auto => QUERY_WORKS.load(Ordering::Relaxed) != 2,
+        }
+    }
+
+    /// Where `PROCMAP_QUERY` cannot answer: the mmap-events map for the
+    /// calling process's verdicts, if it works here; else maps text.
+    fn switch_to_fallback(&mut self) -> Result<(), Error> {
+        let map = self.target == Target::Current
+            && self.names == Names::Lazy
+            && match self.choice {
+                LookupChoice::MmapEvents => true,
+                // Not by default (yet): the map is used only where asked for
+                // (`DAXGUARD_LOOKUP=events`) until its property test has
+                // passed on the kernels it is for (docs/design.md).
+                LookupChoice::Auto | LookupChoice::ProcmapQuery | LookupChoice::MapsText => false,
+            };
+        if !map {
+            return self.switch_to_text();
+        }
+        self.finish();
+        self.source = Source::Events;
+        self.lookup = Lookup::MmapEvents;
+        Ok(())
+    }
+
+    /// From the map to maps text at `asked`; with `refresh`, what the read
+    /// finds goes back into the map.
+    fn events_to_text(&mut self, refresh: bool) -> Result<(), Error> {
+        let stamp = if refresh { events::stamp() } else { None };
+        self.switch_to_text()?;
+        self.refresh = stamp.map(|s| (self.asked, s));
+        self.found.clear();
+        self.found_len = 0;
+        Ok(())
+    }
+
+    /// The maps-text read sent here by the map has covered up to `to`: put
+    /// what it found back into the map (unless it found more than we keep).
+    fn settle(&mut self, to: u64) {
+        if let Some((from, stamp)) = self.refresh.take()
+            && self.found_len <= REFRESH_MAX
+            && from < to
+        {
+            events::refresh(from, to, &self.found[..self.found_len], stamp);
         }
     }
 
@@ -260,7 +416,7 @@ impl<'b> Vmas<'b> {
         if errno != Errno::EBADF {
             QUERY_WORKS.store(2, Ordering::Relaxed);
         }
-        self.switch_to_text()
+        self.switch_to_fallback()
     }
 
     /// Switches to maps text, from where the ioctl stopped.
@@ -276,13 +432,15 @@ impl<'b> Vmas<'b> {
     fn finish(&mut self) {
         match std::mem::replace(&mut self.source, Source::Done) {
             Source::Query { fd, kept: false, .. } | Source::Text { fd, .. } => close(fd),
-            Source::Query { .. } | Source::Done => {}
+            Source::Query { .. } | Source::Events | Source::Done => {}
         }
     }
 }
 
 impl Drop for Vmas<'_> {
     fn drop(&mut self) {
+        // A walk that stopped early has covered up to the last VMA it returned.
+        self.settle(self.at);
         self.finish();
     }
 }

@@ -62,7 +62,11 @@ pub(super) fn at(
 }
 
 /// The next whole line (without its newline) as a range of `buf`.
-fn next_line(fd: RawFd, st: &mut Stream, buf: &mut [MaybeUninit<u8>]) -> Result<Option<(usize, usize)>, Error> {
+pub(super) fn next_line(
+    fd: RawFd,
+    st: &mut Stream,
+    buf: &mut [MaybeUninit<u8>],
+) -> Result<Option<(usize, usize)>, Error> {
     loop {
         // SAFETY: bytes below `st.have` were written by `read`.
         let unread = unsafe { std::slice::from_raw_parts(buf.as_ptr().add(st.done).cast::<u8>(), st.have - st.done) };
@@ -90,6 +94,14 @@ fn next_line(fd: RawFd, st: &mut Stream, buf: &mut [MaybeUninit<u8>]) -> Result<
         st.eof = n == 0;
         st.have += n;
     }
+}
+
+/// The bytes `buf[a..b]` of a line [`next_line`] handed out.
+pub(super) fn bytes(buf: &[MaybeUninit<u8>], a: usize, b: usize) -> &[u8] {
+    let b = b.min(buf.len());
+    let a = a.min(b);
+    // SAFETY: `next_line` hands out ranges below `st.have`, which `read` wrote.
+    unsafe { std::slice::from_raw_parts(buf.as_ptr().add(a).cast::<u8>(), b - a) }
 }
 
 /// `read(2)`, retried on `EINTR`.

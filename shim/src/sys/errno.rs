@@ -12,6 +12,7 @@
 pub struct Errno(i32);
 
 impl Errno {
+    pub const E2BIG: Errno = Errno(libc::E2BIG);
     pub const EACCES: Errno = Errno(libc::EACCES);
     pub const EAGAIN: Errno = Errno(libc::EAGAIN);
     pub const EBADF: Errno = Errno(libc::EBADF);
@@ -29,6 +30,7 @@ impl Errno {
     pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
     pub const EPERM: Errno = Errno(libc::EPERM);
     pub const EPIPE: Errno = Errno(libc::EPIPE);
+    pub const ESRCH: Errno = Errno(libc::ESRCH);
 
     pub const fn from_raw(raw: i32) -> Errno {
         Errno(raw)
@@ -67,6 +69,7 @@ impl Errno {
             Errno::ENOENT => "ENOENT",
             Errno::EIO => "EIO",
             Errno::ENXIO => "ENXIO",
+            Errno::ESRCH => "ESRCH",
             _ => return None,
         })
     }

@@ -12,6 +12,8 @@ pub(crate) mod held;
 pub(crate) mod lock;
 pub(crate) mod procfd;
 
+pub use procfd::fork_detection;
+
 pub use errno::Errno;
 
 /// The page size, asked once.
@@ -22,6 +24,31 @@ pub(crate) fn page_size() -> u64 {
         let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         if n > 0 { n as u64 } else { 4096 }
     })
+}
+
+/// The running kernel's `(major, minor)` version from `uname(2)`, asked once;
+/// `(0, 0)` if the release string does not start with two numbers.
+pub(crate) fn kernel_version() -> (u32, u32) {
+    static VERSION: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(|| {
+        // SAFETY: plain data filled by uname.
+        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: `u` is a valid out-pointer.
+        if unsafe { libc::uname(&mut u) } != 0 {
+            return (0, 0);
+        }
+        let release: Vec<u8> = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        parse_release(&release)
+    })
+}
+
+/// `"6.1.0-56-amd64"` -> `(6, 1)`.
+pub(crate) fn parse_release(release: &[u8]) -> (u32, u32) {
+    let mut nums = release.split(|&b| b == b'.' || b == b'-').map(|p| std::str::from_utf8(p).ok()?.parse::<u32>().ok());
+    match (nums.next().flatten(), nums.next().flatten()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => (0, 0),
+    }
 }
 
 pub(crate) fn pid() -> i32 {

@@ -197,6 +197,13 @@ static WIPE: WipePage = WipePage([const { AtomicU32::new(0) }; 1024]);
 static WIPE_WORKS: AtomicU8 = AtomicU8::new(0);
 static NEXT_EPOCH: AtomicU32 = AtomicU32::new(1);
 
+/// How this process tells a forked child from its parent: `wipe-on-fork`
+/// (no syscall) or `pid` (a `getpid` per lookup), for doctor and benchmarks.
+pub fn fork_detection() -> &'static str {
+    let _ = fork_epoch();
+    if WIPE_WORKS.load(Ordering::Relaxed) == 1 { "wipe-on-fork" } else { "pid" }
+}
+
 fn wipe_on_fork() -> bool {
     let (addr, len) = (std::ptr::from_ref(&WIPE) as usize, std::mem::size_of::<WipePage>());
     let page = super::page_size() as usize;

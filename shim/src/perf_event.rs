@@ -1,0 +1,491 @@
+//! `perf_event_open` - the kernel's `PERF_RECORD_MMAP2` records of our own
+//! mappings, read from a ring buffer without a system call.
+//!
+//! A software dummy event counts nothing; with `mmap`, `mmap2` and
+//! `mmap_data` set, the kernel writes one record into the event's ring for
+//! every VMA that `mmap`, `brk`, `mprotect`, `shmat`, stack growth or a
+//! special mapping creates or changes in the task it is attached to (and, with
+//! `inherit`, in every thread that task creates afterwards): the VMA's range,
+//! protection, sharing, device and inode as they are after the change. What
+//! emits nothing (`munmap`, `mremap`, `madvise`, `mlock`) is listed in
+//! `docs/design.md` with what the map does about it.
+//!
+//! This module is the kernel interface only: the attribute, the ring (its
+//! head and tail words, read and written with the ordering the kernel's
+//! `perf_event_mmap_page` documentation asks for) and a parser of records
+//! that works on any [`Words`], so tests feed it canned bytes.
+//!
+//! # References
+//! - [perf_event_open(2)](https://man7.org/linux/man-pages/man2/perf_event_open.2.html)
+//! - `perf_event_mmap_event()` and `perf_event_mmap_output()` in the kernel's
+//!   `kernel/events/core.c`; `perf_output_begin()` in `kernel/events/ring_buffer.c`
+//!
+//! # Safety
+//! `perf_event_open` with an attribute of our own; `mmap`/`munmap` of the
+//! ring; loads and stores of its head and tail words as atomics, and reads
+//! of the data area below the head the kernel published.
+#![allow(unsafe_code)]
+
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+
+use crate::sys::Errno;
+
+/// `PERF_TYPE_SOFTWARE`.
+const TYPE_SOFTWARE: u32 = 1;
+/// `PERF_COUNT_SW_DUMMY` (Linux 3.12).
+const COUNT_SW_DUMMY: u64 = 9;
+/// `PERF_SAMPLE_TIME`: with `sample_id_all`, every record ends with its time.
+const SAMPLE_TIME: u64 = 1 << 2;
+/// `PERF_FLAG_FD_CLOEXEC`.
+const FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+
+/// Bits of `perf_event_attr`'s flag word (`include/uapi/linux/perf_event.h`).
+mod bit {
+    pub const INHERIT: u64 = 1 << 1;
+    pub const EXCLUDE_KERNEL: u64 = 1 << 5;
+    pub const EXCLUDE_HV: u64 = 1 << 6;
+    pub const MMAP: u64 = 1 << 8;
+    pub const MMAP_DATA: u64 = 1 << 17;
+    pub const SAMPLE_ID_ALL: u64 = 1 << 18;
+    pub const MMAP2: u64 = 1 << 23;
+    pub const USE_CLOCKID: u64 = 1 << 25;
+    /// Linux 5.13: only `CLONE_THREAD` children inherit the event.
+    pub const INHERIT_THREAD: u64 = 1 << 35;
+}
+
+/// `PERF_RECORD_LOST`: the kernel dropped records (the ring was full).
+pub const RECORD_LOST: u32 = 2;
+/// `PERF_RECORD_MMAP2`.
+pub const RECORD_MMAP2: u32 = 10;
+/// `PERF_RECORD_MISC_MMAP_BUILD_ID`: a build id stands where dev and inode would.
+const MISC_MMAP_BUILD_ID: u16 = 1 << 14;
+
+/// The longest record we can be sent: an `MMAP2` with a `PATH_MAX` name
+/// (the kernel truncates there) and the time. A ring with less free space
+/// than this may have had to drop one.
+pub const MAX_RECORD: u64 = 72 + 4096 + 8;
+
+/// `struct perf_event_attr` up to `PERF_ATTR_SIZE_VER5` (Linux 4.8+
+/// accepts it whole; older kernels accept it with the tail zero).
+#[repr(C)]
+#[derive(Default)]
+struct Attr {
+    type_: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+    config2: u64,
+    branch_sample_type: u64,
+    sample_regs_user: u64,
+    sample_stack_user: u32,
+    clockid: i32,
+    sample_regs_intr: u64,
+    aux_watermark: u32,
+    sample_max_stack: u16,
+    reserved_2: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<Attr>() == 112);
+
+/// `perf_event_open(2)` of a dummy event on thread `tid` (0: the caller)
+/// while it runs on `cpu`, that reports every mapping change into its ring,
+/// times on `CLOCK_MONOTONIC` (comparable across rings), inherited by the
+/// threads `tid` creates later; with `thread_only`, not by the processes it
+/// forks. Per CPU because the kernel refuses to map the ring of an inherited
+/// event that follows its task on every CPU (`perf_mmap`: `cpu == -1 &&
+/// inherit` is `EINVAL`).
+///
+/// # Errors
+/// `EACCES`/`EPERM` when `perf_event_paranoid` (3 on Debian, 4 on Ubuntu for
+/// unprivileged users) or seccomp refuse it, `ENOSYS` without perf,
+/// `EINVAL` before Linux 5.13 with `thread_only`, `ESRCH` if the thread is gone.
+#[doc(alias = "perf_event_open")]
+pub fn open_mmap_events(tid: i32, cpu: i32, thread_only: bool) -> Result<RawFd, Errno> {
+    let mut flags = bit::INHERIT
+        | bit::EXCLUDE_KERNEL
+        | bit::EXCLUDE_HV
+        | bit::MMAP
+        | bit::MMAP_DATA
+        | bit::SAMPLE_ID_ALL
+        | bit::MMAP2
+        | bit::USE_CLOCKID;
+    if thread_only {
+        flags |= bit::INHERIT_THREAD;
+    }
+    let attr = Attr {
+        type_: TYPE_SOFTWARE,
+        size: std::mem::size_of::<Attr>() as u32,
+        config: COUNT_SW_DUMMY,
+        sample_type: SAMPLE_TIME,
+        flags,
+        clockid: libc::CLOCK_MONOTONIC,
+        ..Attr::default()
+    };
+    // SAFETY: a valid attribute of the size it states; no group.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_perf_event_open, &attr as *const Attr, tid, cpu, -1 as libc::c_int, FLAG_FD_CLOEXEC)
+    };
+    if fd < 0 { Err(Errno::last()) } else { Ok(fd as RawFd) }
+}
+
+/// `ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, target)` - `fd`'s records go into
+/// `target`'s ring (both on the same CPU; `fd` not mapped itself).
+///
+/// # Errors
+/// `EINVAL` if the kernel will not share the ring (another CPU or clock).
+#[doc(alias = "PERF_EVENT_IOC_SET_OUTPUT")]
+pub fn set_output(fd: RawFd, target: RawFd) -> Result<(), Errno> {
+    // _IO('$', 5)
+    const SET_OUTPUT: libc::c_ulong = 0x2405;
+    // SAFETY: an ioctl on our own event descriptors with an integer argument.
+    if unsafe { libc::ioctl(fd, SET_OUTPUT as _, target) } < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Where the ring's header page keeps its words (`struct perf_event_mmap_page`).
+/// `CANARY` is the last word of `__reserved`, which the kernel never writes
+/// (it zeroes the page once and then writes only the fields before it, and
+/// the head); `DATA_HEAD` follows it, so one 16-byte read gets both.
+const CANARY: usize = 1016;
+const DATA_TAIL: usize = 1032;
+const DATA_OFFSET: usize = 1040;
+const DATA_SIZE: usize = 1048;
+
+/// An event's ring buffer, mapped read-write (we write `data_tail`, so the
+/// kernel never overwrites what we have not read: it drops new records
+/// instead and says so with a `PERF_RECORD_LOST`).
+///
+/// The ring lies where the kernel found a gap, and the program may map over
+/// it (`MAP_FIXED` into a range it thinks it owns) or unmap it: after our
+/// own set-up stores, **nothing touches the mapping directly**. Its header
+/// and records are read with `process_vm_readv`, its tail written with
+/// `process_vm_writev` (on our own process: `EFAULT` where a load would
+/// fault), and a random canary we put in the header's reserved area says
+/// whether the page is still the ring's (see [`Ring::canary`]).
+#[derive(Debug)]
+pub struct Ring {
+    base: NonNull<u8>,
+    map_len: usize,
+    data_off: usize,
+    size: u64,
+    canary: u64,
+}
+
+// SAFETY: the ring is shared memory with the kernel, only ever reached by
+// address through system calls after `map`; the owner serialises users.
+unsafe impl Send for Ring {}
+
+impl Ring {
+    /// Maps `data_pages` (a power of two) of ring plus the header page, and
+    /// writes `canary` (non-zero) into the header's reserved area. The
+    /// mapping keeps the event alive: the descriptor can be closed after
+    /// (and keeping it would not help once the ring is unmapped: the kernel
+    /// detaches the buffer from the event at its last unmap, and records
+    /// are dropped from then on, descriptor or not).
+    ///
+    /// # Errors
+    /// `EPERM` past the locked-memory allowance (`perf_event_mlock_kb` per
+    /// user, then `RLIMIT_MEMLOCK`), `ENOMEM` at the VMA limit.
+    pub fn map(fd: RawFd, data_pages: usize, canary: u64) -> Result<Ring, Errno> {
+        let page = crate::sys::page_size() as usize;
+        let map_len = (1 + data_pages) * page;
+        // SAFETY: a fresh shared mapping of the event; checked below.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let base = NonNull::new(p.cast::<u8>()).ok_or(Errno::ENOMEM)?;
+        // SAFETY: the header page we just mapped, which no other thread
+        // knows of yet (the program cannot have mapped over it: the address
+        // was only just returned to us).
+        let (off, size) = unsafe {
+            std::ptr::write_volatile(base.as_ptr().add(CANARY).cast::<u64>(), canary);
+            (
+                std::ptr::read_volatile(base.as_ptr().add(DATA_OFFSET).cast::<u64>()),
+                std::ptr::read_volatile(base.as_ptr().add(DATA_SIZE).cast::<u64>()),
+            )
+        };
+        // Before Linux 4.1 the header does not say: the data follows the first page.
+        let (off, size) = if size == 0 { (page as u64, (data_pages * page) as u64) } else { (off, size) };
+        if off as usize + size as usize > map_len || !size.is_power_of_two() {
+            // SAFETY: our own mapping, given up.
+            unsafe { libc::munmap(p, map_len) };
+            return Err(Errno::EINVAL);
+        }
+        Ok(Ring { base, map_len, data_off: off as usize, size, canary })
+    }
+
+    /// Bytes of record space (a power of two).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The value in the header's reserved word while the page is the ring's.
+    pub fn canary(&self) -> u64 {
+        self.canary
+    }
+
+    /// Where the canary and `data_head` are (16 bytes, in that order).
+    pub fn header_addr(&self) -> usize {
+        self.base.as_ptr() as usize + CANARY
+    }
+
+    /// Where `data_tail` is (8 bytes).
+    pub fn tail_addr(&self) -> usize {
+        self.base.as_ptr() as usize + DATA_TAIL
+    }
+
+    /// Where the byte at offset `at` (since the ring began) is, and how many
+    /// bytes follow it before the data area wraps.
+    pub fn data_at(&self, at: u64) -> (usize, u64) {
+        let off = at & (self.size - 1);
+        (self.base.as_ptr() as usize + self.data_off + off as usize, self.size - off)
+    }
+
+    /// The range the mapping covers.
+    pub fn range(&self) -> (u64, u64) {
+        let start = self.base.as_ptr() as u64;
+        (start, start + self.map_len as u64)
+    }
+
+    /// Unmaps the ring (and, with it, the event). Only in the process that
+    /// mapped it, and only once its canary was just read back: a forked
+    /// child has no such mapping (`VM_DONTCOPY`), and a ring the program
+    /// mapped over is the program's memory now.
+    pub fn unmap(self) {
+        // SAFETY: our own mapping, given up here.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
+    }
+}
+
+/// `process_vm_readv` (`write` false) or `process_vm_writev` on our own
+/// process (`pid`, cached by the caller: no `getpid` per call): each `(local, remote, len)` copied, or `Err` if any part was
+/// not (an address that is not mapped gives `EFAULT`, never a fault).
+///
+/// # Safety
+/// Each local range must be valid for `len` bytes (writable when reading).
+pub unsafe fn copy_self(pid: i32, parts: &[(usize, usize, usize)], write: bool) -> Result<(), Errno> {
+    const MAX: usize = 2 * 256;
+    let n = parts.len().min(MAX);
+    let mut local = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX];
+    let mut remote = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX];
+    let mut total = 0usize;
+    for (i, &(l, r, len)) in parts[..n].iter().enumerate() {
+        local[i] = libc::iovec { iov_base: l as *mut _, iov_len: len };
+        remote[i] = libc::iovec { iov_base: r as *mut _, iov_len: len };
+        total += len;
+    }
+    if n != parts.len() {
+        return Err(Errno::E2BIG);
+    }
+    if total == 0 {
+        return Ok(());
+    }
+    // SAFETY: the caller vouches for the local ranges; the remote ones are
+    // checked by the kernel, which answers EFAULT instead of faulting.
+    let done = unsafe {
+        if write {
+            libc::process_vm_writev(pid, local.as_ptr(), n as _, remote.as_ptr(), n as _, 0)
+        } else {
+            libc::process_vm_readv(pid, local.as_ptr(), n as _, remote.as_ptr(), n as _, 0)
+        }
+    };
+    match done {
+        d if d < 0 => Err(Errno::last()),
+        d if d as usize != total => Err(Errno::EFAULT),
+        _ => Ok(()),
+    }
+}
+
+/// Reads 8-byte words of a ring's data area by their offset since the ring
+/// began (wrapping): records and their fields are 8-byte aligned, so no
+/// word straddles the end.
+pub trait Words {
+    fn word(&self, at: u64) -> u64;
+}
+
+/// Canned rings for tests: the words in order, wrapping at the slice's end.
+impl Words for [u64] {
+    fn word(&self, at: u64) -> u64 {
+        self[(at / 8) as usize % self.len()]
+    }
+}
+
+/// One `PERF_RECORD_MMAP2`: a VMA as it is after the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mmap2 {
+    pub pid: u32,
+    pub tid: u32,
+    pub addr: u64,
+    pub len: u64,
+    pub major: u32,
+    pub minor: u32,
+    pub ino: u64,
+    /// `PROT_READ | PROT_WRITE | PROT_EXEC` of the VMA.
+    pub prot: u32,
+    /// `MAP_SHARED` (for `VM_MAYSHARE`, as maps shows `s`) or `MAP_PRIVATE`, plus `MAP_LOCKED`/`MAP_HUGETLB`.
+    pub flags: u32,
+}
+
+/// What a record says, as far as the map cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    Mmap2(Mmap2),
+    /// The kernel dropped `lost` records: the map missed changes.
+    Lost {
+        lost: u64,
+    },
+    /// An `MMAP2` with a build id instead of dev and inode: unusable.
+    Mmap2BuildId,
+    /// Any other type (none is asked for); skipped.
+    Other {
+        kind: u32,
+    },
+}
+
+/// A record, its size in the ring and its time (`CLOCK_MONOTONIC` ns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed {
+    pub record: Record,
+    pub size: u64,
+    pub time: u64,
+}
+
+/// The record at `at`, of which `avail` bytes are published; `None` if the
+/// header is not one the kernel writes (size zero, unaligned, larger than
+/// what is published or than any record we can be sent), which means the
+/// ring is not what we think and the map must be rebuilt.
+pub fn parse<W: Words + ?Sized>(ring: &W, at: u64, avail: u64) -> Option<Parsed> {
+    if avail < 8 {
+        return None;
+    }
+    let header = ring.word(at);
+    let (kind, misc, size) = (header as u32, (header >> 32) as u16, header >> 48);
+    if size < 16 || size % 8 != 0 || size > avail || size > MAX_RECORD {
+        return None;
+    }
+    let w = |i: u64| ring.word(at + 8 * i);
+    let halves = |v: u64| {
+        let b = v.to_ne_bytes();
+        (u32::from_ne_bytes([b[0], b[1], b[2], b[3]]), u32::from_ne_bytes([b[4], b[5], b[6], b[7]]))
+    };
+    let time = w(size / 8 - 1);
+    let record = match kind {
+        RECORD_MMAP2 if size < 80 => return None,
+        RECORD_MMAP2 if misc & MISC_MMAP_BUILD_ID != 0 => Record::Mmap2BuildId,
+        RECORD_MMAP2 => {
+            let (pid, tid) = halves(w(1));
+            let (major, minor) = halves(w(5));
+            let (prot, flags) = halves(w(8));
+            Record::Mmap2(Mmap2 { pid, tid, addr: w(2), len: w(3), major, minor, ino: w(6), prot, flags })
+        }
+        RECORD_LOST if size < 32 => return None,
+        RECORD_LOST => Record::Lost { lost: w(2) },
+        kind => Record::Other { kind },
+    };
+    Some(Parsed { record, size, time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One MMAP2 record as the kernel lays it out (`perf_event_mmap_output`),
+    /// with the time after the name.
+    #[allow(clippy::too_many_arguments)]
+    fn mmap2(
+        pid: u32,
+        addr: u64,
+        len: u64,
+        dev: (u32, u32),
+        ino: u64,
+        prot: u32,
+        flags: u32,
+        name: &[u8],
+        time: u64,
+    ) -> Vec<u64> {
+        let join = |lo: u32, hi: u32| {
+            let mut b = [0u8; 8];
+            b[..4].copy_from_slice(&lo.to_ne_bytes());
+            b[4..].copy_from_slice(&hi.to_ne_bytes());
+            u64::from_ne_bytes(b)
+        };
+        let mut name = name.to_vec();
+        name.push(0);
+        name.resize(name.len().div_ceil(8) * 8, 0);
+        let size = 72 + name.len() as u64 + 8;
+        let misc = 2u64 | (u64::from(prot & 4 == 0) << 13); // USER, MMAP_DATA
+        let mut w = vec![u64::from(RECORD_MMAP2) | misc << 32 | size << 48, join(pid, pid + 1), addr, len, 0];
+        w.extend([join(dev.0, dev.1), ino, 0, join(prot, flags)]);
+        w.extend(name.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())));
+        w.push(time);
+        w
+    }
+
+    #[test]
+    fn an_mmap2_record() {
+        let w = mmap2(42, 0x7f00_0000_0000, 0x2000, (259, 3), 1234, 3, 1, b"/mnt/pmem/data", 99);
+        let p = parse(&w[..], 0, 8 * w.len() as u64).unwrap();
+        assert_eq!(p.size, 8 * w.len() as u64);
+        assert_eq!(p.time, 99);
+        let want = Mmap2 {
+            pid: 42,
+            tid: 43,
+            addr: 0x7f00_0000_0000,
+            len: 0x2000,
+            major: 259,
+            minor: 3,
+            ino: 1234,
+            prot: 3,
+            flags: 1,
+        };
+        assert_eq!(p.record, Record::Mmap2(want));
+    }
+
+    #[test]
+    fn records_that_wrap_around_the_ring() {
+        // A 16-word ring whose record starts 3 words before the end.
+        let rec = mmap2(7, 0x1000, 0x1000, (0, 0), 0, 3, 2, b"//anon", 5);
+        let mut ring = [0u64; 16];
+        for (i, &v) in rec.iter().enumerate() {
+            ring[(13 + i) % 16] = v;
+        }
+        let p = parse(&ring[..], 13 * 8 + 16 * 8 * 3, 8 * rec.len() as u64).unwrap();
+        assert!(matches!(p.record, Record::Mmap2(m) if m.addr == 0x1000 && m.pid == 7));
+        assert_eq!(p.time, 5);
+    }
+
+    #[test]
+    fn lost_and_other_records() {
+        let lost = [u64::from(RECORD_LOST) | 32 << 48, 1, 17, 8];
+        assert_eq!(parse(&lost[..], 0, 32).unwrap(), Parsed { record: Record::Lost { lost: 17 }, size: 32, time: 8 });
+        let comm = [3 | 24 << 48, 0, 9];
+        assert_eq!(parse(&comm[..], 0, 24).unwrap().record, Record::Other { kind: 3 });
+    }
+
+    #[test]
+    fn headers_the_kernel_never_writes() {
+        let rec = mmap2(1, 0x1000, 0x1000, (0, 0), 0, 3, 2, b"//anon", 5);
+        let n = 8 * rec.len() as u64;
+        assert!(parse(&rec[..], 0, n - 8).is_none(), "larger than what is published");
+        assert!(parse(&[0u64; 4][..], 0, 32).is_none(), "size zero");
+        assert!(parse(&[10 | 12 << 48, 0][..], 0, 16).is_none(), "unaligned");
+        assert!(parse(&[10 | 64 << 48, 0, 0, 0, 0, 0, 0, 0][..], 0, 64).is_none(), "an MMAP2 too short for its fields");
+        assert!(parse(&rec[..], 0, 4).is_none());
+    }
+
+    #[test]
+    fn build_id_records_are_not_read_as_inodes() {
+        let mut rec = mmap2(1, 0x1000, 0x1000, (8, 1), 5, 5, 2, b"/bin/x", 5);
+        rec[0] |= u64::from(MISC_MMAP_BUILD_ID) << 32;
+        assert_eq!(parse(&rec[..], 0, 8 * rec.len() as u64).unwrap().record, Record::Mmap2BuildId);
+    }
+}
