@@ -7,7 +7,8 @@
 # same number of paired rounds: one process per round that times both sides
 # itself, interleaved (regbench --paired), because the noise between two
 # processes (+-2x) is larger than the effect.
-#   tests/guest/run --kernel 6.12 tests/bench/guest-reg.sh [ROUNDS [ITERS]]
+#   tests/guest/run --kernel 6.12 tests/bench/guest-reg.sh [ROUNDS [ITERS [LOOKUP]]]
+# LOOKUP, if given, is the shim's DAXGUARD_LOOKUP (e.g. events on 6.1).
 # A benchmark, not a test: it asserts only that both sides ran and that the
 # shim really saw every registration (DAXGUARD_STATS), never a timing.
 set -euo pipefail
@@ -16,6 +17,8 @@ source "$(dirname "$0")/../guest/lib.sh"
 
 rounds=${1:-5}
 iters=${2:-200}
+lookup=()
+[[ -z ${3:-} ]] || lookup=("DAXGUARD_LOOKUP=$3")
 vmas=10000
 shim=/opt/daxguard/lib/libdaxguard.so
 [[ -x /opt/daxguard/bin/regbench ]] || skip "regbench not built (make -C tests/c)"
@@ -24,6 +27,8 @@ shim=/opt/daxguard/lib/libdaxguard.so
 section "setup"
 echo "kernel $KERNEL_VERSION, device $RDMA_DEV, $(nproc) CPU(s), $rounds rounds of $iters iterations, $vmas VMAs"
 out=$(mktemp -d /tmp/regbench.XXXXXX)
+# The lookup path the shim takes here, as doctor reports it with the same settings.
+env "${lookup[@]}" daxguard doctor 2>&1 | grep -i '^ *lookup' || true
 
 # One regbench run; sets MEDIANS to "<4k-median> <2m-median>" from its REGBENCH lines.
 bench() { # label [env...]
@@ -43,7 +48,7 @@ r4=() r2=()
 for ((r = 1; r <= rounds; r++)); do
 	bench "without-$r"
 	read -r a4 a2 <<<"$MEDIANS"
-	bench "with-$r" LD_PRELOAD="$shim" DAXGUARD_STATS=1
+	bench "with-$r" LD_PRELOAD="$shim" DAXGUARD_STATS=1 "${lookup[@]}"
 	read -r b4 b2 <<<"$MEDIANS"
 	# Every timed and warm-up registration (and the cold first one) went through the shim, none refused.
 	seen=$(sed -n 's/^daxguard: stats: \([0-9]*\) registrations seen, 0 refused.*/\1/p' "$out/with-$r.err")
@@ -58,7 +63,7 @@ done
 paired() { # label iters [env...]
 	local label=$1 log=$out/$1 n=$2
 	shift 2
-	env LD_PRELOAD="$shim" "$@" regbench --paired --device "$RDMA_DEV" --vmas "$vmas" --iters "$n" 4K 2M \
+	env LD_PRELOAD="$shim" "${lookup[@]}" "$@" regbench --paired --device "$RDMA_DEV" --vmas "$vmas" --iters "$n" 4K 2M \
 		>"$log.out" 2>"$log.err" || fail "$label: regbench --paired exited $? ($(tail -n 3 "$log.err"))"
 	PAIRED=$(awk '/^REGBENCH-PAIRED/ {
 		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
@@ -100,7 +105,7 @@ median() {
 
 section "result"
 # Which lookup the shim uses here: PROCMAP_QUERY from 6.11, maps text before.
-echo "RESULT kernel=$KERNEL_VERSION vmas=$vmas iters=$iters rounds=$rounds ratio_4k=$(median "${r4[@]}") ratio_2m=$(median "${r2[@]}")"
-echo "RESULT-PAIRED kernel=$KERNEL_VERSION vmas=$vmas iters=$iters rounds=$rounds ratio_4k=$(median "${p4[@]}") ratio_2m=$(median "${p2[@]}")"
+echo "RESULT kernel=$KERNEL_VERSION ${lookup[*]} vmas=$vmas iters=$iters rounds=$rounds ratio_4k=$(median "${r4[@]}") ratio_2m=$(median "${r2[@]}")"
+echo "RESULT-PAIRED kernel=$KERNEL_VERSION ${lookup[*]} vmas=$vmas iters=$iters rounds=$rounds ratio_4k=$(median "${p4[@]}") ratio_2m=$(median "${p2[@]}")"
 ok "both sides ran $rounds rounds, separately and paired"
 scenario_done
