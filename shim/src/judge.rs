@@ -37,6 +37,10 @@ pub struct Judgement {
     pub lookup: Lookup,
     /// The file behind a verdict other than [`Verdict::Allow`], with its mount.
     pub culprit: Option<FileInfo>,
+    /// Every page of the range is memory without a file (anonymous or the
+    /// kernel's special mappings), no hole: a full report would name no
+    /// file either, so an audit record needs none (`guard`).
+    pub unnamed: bool,
 }
 
 /// `[addr, addr + len)` widened to whole pages, as the kernel pins it.
@@ -74,10 +78,11 @@ fn judge_walk(start: u64, end: u64, lookup: LookupChoice) -> Result<(Judgement, 
     let mut buf = lookup::buffer();
     let mut vmas = Vmas::new(&mut buf, Target::Current, lookup, start, end, Names::Lazy)?;
     let mut files = Files::new(Target::Current);
-    let mut judged = Judgement { verdict: Verdict::Allow, lookup: Lookup::ProcmapQuery, culprit: None };
+    let mut judged = Judgement { verdict: Verdict::Allow, lookup: Lookup::ProcmapQuery, culprit: None, unnamed: true };
     let (mut at, mut piece) = (start, 0);
     while let Some((vma, finding)) = look(&mut vmas, &mut files)? {
         piece += usize::from(vma.start > at); // a hole before it is a piece too
+        judged.unnamed &= vma.start <= at && finding.is_none();
         at = vma.end;
         match finding.map(|f| f.kind) {
             Some(FileKind::FsDax) => {
@@ -93,6 +98,7 @@ fn judge_walk(start: u64, end: u64, lookup: LookupChoice) -> Result<(Judgement, 
         }
         piece += 1;
     }
+    judged.unnamed &= at >= end;
     judged.lookup = vmas.lookup();
     Ok((judged, vmas.answered_from_map()))
 }

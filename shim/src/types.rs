@@ -131,8 +131,9 @@ impl Lookup {
 /// Which lookup path to use (`DAXGUARD_LOOKUP`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LookupChoice {
-    /// `PROCMAP_QUERY` where the kernel has it, else maps text (the
-    /// mmap-events map is opt-in for now: [`LookupChoice::MmapEvents`]).
+    /// `PROCMAP_QUERY` where the kernel has it; else, for verdicts in the
+    /// calling process, the mmap-events map where it can be set up; else
+    /// maps text.
     #[default]
     Auto,
     /// Only `PROCMAP_QUERY`; fails with `ENOTTY` on older kernels.

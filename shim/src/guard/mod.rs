@@ -258,6 +258,18 @@ fn look(s: &Setup, call: &Call) -> Looked {
 fn look_at(s: &Setup, b: Buffer, index: usize) -> Looked {
     let lookup = s.settings.lookup;
     if s.sink.is_some() {
+        // Without PROCMAP_QUERY a full report reads maps text (it needs
+        // names), the walk the mmap-events map spares a verdict. Memory
+        // without a file needs no name, and its record names no file: the
+        // verdict's walk serves the record then. Nothing changes where the
+        // query works.
+        if !crate::lookup::procmap_query_supported()
+            && let Ok(j) = judge(b.addr, b.len, lookup)
+            && j.verdict == Verdict::Allow
+            && j.unnamed
+        {
+            return Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: None };
+        }
         return match classify_with(b.addr, b.len, Options { target: None, lookup }) {
             Ok(r) => {
                 let culprit = r.culprit().cloned();
@@ -375,8 +387,12 @@ fn record<R>(s: &Setup, call: &Call, pre: &Pre, out: &Outcome<R>) {
     });
     let detail = (call.detail)(pre.index);
     let site = site_of(call, pre.index, &detail);
-    let explain = (out.errno != 0 && pre.decision.action != Action::Refuse)
-        .then(|| explain::failure_at(&site, call.pin, out.errno, pre.report.as_ref()));
+    let explain = (out.errno != 0 && pre.decision.action != Action::Refuse).then(|| {
+        // A verdict that needed no report (memory without a file) gets one
+        // now, for the words: failures are rare.
+        let late = pre.report.is_none().then(|| report_of_all(call, s.settings.lookup)).flatten();
+        explain::failure_at(&site, call.pin, out.errno, pre.report.as_ref().or(late.as_ref()))
+    });
     // The journal's MESSAGE: the line a person would have read on stderr.
     let message = sink
         .wants_message()

@@ -132,6 +132,7 @@ pub fn preferred_lookup(choice: LookupChoice) -> Lookup {
         LookupChoice::MapsText => Lookup::MapsText,
         LookupChoice::MmapEvents => Lookup::MmapEvents,
         LookupChoice::Auto if procmap_query_supported() => Lookup::ProcmapQuery,
+        LookupChoice::Auto if events::status().is_ok() => Lookup::MmapEvents,
         LookupChoice::Auto => Lookup::MapsText,
     }
 }
@@ -358,11 +359,12 @@ impl<'b> Vmas<'b> {
         let map = self.target == Target::Current
             && self.names == Names::Lazy
             && match self.choice {
-                LookupChoice::MmapEvents => true,
-                // Not by default (yet): the map is used only where asked for
-                // (`DAXGUARD_LOOKUP=events`) until its property test has
-                // passed on the kernels it is for (docs/design.md).
-                LookupChoice::Auto | LookupChoice::ProcmapQuery | LookupChoice::MapsText => false,
+                // By default where PROCMAP_QUERY is missing or refused: its
+                // property test passes on 6.1, the kernels it is for
+                // (docs/design.md); where the map cannot be set up (perf
+                // refused, too many threads) maps text answers.
+                LookupChoice::MmapEvents | LookupChoice::Auto => true,
+                LookupChoice::ProcmapQuery | LookupChoice::MapsText => false,
             };
         if !map {
             return self.switch_to_text();
