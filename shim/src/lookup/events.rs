@@ -651,31 +651,23 @@ fn read_all(ev: &mut Events) -> Result<(), Errno> {
 }
 
 fn entry_of(l: &maps::MapsLine<'_>) -> Entry {
-    let f = |b: bool, f: u32| if b { f } else { 0 };
-    Entry {
-        start: l.start,
-        end: l.end,
-        ino: l.inode,
-        dev: l.dev.major << 20 | l.dev.minor,
-        flags: f(l.readable, vmamap::READ)
-            | f(l.writable, vmamap::WRITE)
-            | f(l.executable, vmamap::EXEC)
-            | f(l.shared, vmamap::SHARED),
-    }
+    entry(l.start, l.end, l.inode, l.dev, [l.readable, l.writable, l.executable, l.shared])
 }
 
 /// The entry for a VMA a maps-text read found (to refresh the map).
 pub(super) fn entry_of_vma(v: &Vma<'_>) -> Entry {
+    entry(v.start, v.end, v.inode, v.dev, [v.readable, v.writable, v.executable, v.shared])
+}
+
+/// `[read, write, exec, shared]` as the map's flags.
+fn entry(start: u64, end: u64, ino: u64, dev: Dev, [r, w, x, s]: [bool; 4]) -> Entry {
     let f = |b: bool, f: u32| if b { f } else { 0 };
     Entry {
-        start: v.start,
-        end: v.end,
-        ino: v.inode,
-        dev: v.dev.major << 20 | v.dev.minor,
-        flags: f(v.readable, vmamap::READ)
-            | f(v.writable, vmamap::WRITE)
-            | f(v.executable, vmamap::EXEC)
-            | f(v.shared, vmamap::SHARED),
+        start,
+        end,
+        ino,
+        dev: dev.major << 20 | dev.minor,
+        flags: f(r, vmamap::READ) | f(w, vmamap::WRITE) | f(x, vmamap::EXEC) | f(s, vmamap::SHARED),
     }
 }
 
