@@ -45,8 +45,13 @@ fuzz_target!(|data: &[u8]| {
     let flag = [("", false), ("0", false), ("1", true)];
     let quiet = choose(val(3), &flag, d.quiet, 3, &mut bad);
     let stats = choose(val(4), &flag, d.stats, 4, &mut bad);
-    let lookups =
-        [("auto", LookupChoice::Auto), ("query", LookupChoice::ProcmapQuery), ("maps", LookupChoice::MapsText)];
+    let lookups = [
+        ("auto", LookupChoice::Auto),
+        ("query", LookupChoice::ProcmapQuery),
+        ("maps", LookupChoice::MapsText),
+        ("events", LookupChoice::MmapEvents),
+        ("mmap_events", LookupChoice::MmapEvents),
+    ];
     let lookup = choose(val(5), &lookups, d.lookup, 5, &mut bad);
 
     assert_eq!(s, Settings { mode, allow_unverified, log, quiet, stats, lookup }, "{vals:?}");
