@@ -290,20 +290,28 @@ fn site_of<'d>(call: &Call, index: usize, detail: &'d Option<String>) -> Site<'d
     Site { consumer: call.consumer, entry: call.entry, detail: detail.as_deref(), addr: b.addr, len: b.len }
 }
 
+/// The refusal or warning line for `rule` (without the job suffix), if it has one.
+fn decision_line(site: &Site<'_>, culprit: Option<&FileInfo>, rule: Rule) -> Option<String> {
+    match rule {
+        Rule::FsDax | Rule::Unverified => Some(explain::refusal_at(site, culprit, rule)),
+        Rule::Warned => Some(explain::warning_at(site, culprit, Rule::FsDax)),
+        _ => None,
+    }
+}
+
 /// The line a decision prints: a refusal, a warning, or (once) the ODP
 /// rewrite; each ends with `suffix`, the rank and job when there are any.
 fn say(call: &Call, index: usize, rule: Rule, culprit: Option<&FileInfo>, mode: Mode, quiet: bool, suffix: &str) {
     let detail = (call.detail)(index);
     let site = site_of(call, index, &detail);
-    match rule {
-        Rule::FsDax | Rule::Unverified if !quiet => stderr_line(&(explain::refusal_at(&site, culprit, rule) + suffix)),
-        Rule::Warned if !quiet => stderr_line(&(explain::warning_at(&site, culprit, Rule::FsDax) + suffix)),
-        Rule::OdpRewrite => say_once(&SAID_ODP, quiet, || {
+    if rule == Rule::OdpRewrite {
+        say_once(&SAID_ODP, quiet, || {
             format!(
                 "daxguard: {site} is on filesystem-DAX: registering it with IBV_ACCESS_ON_DEMAND (DAXGUARD_MODE=odp; said once){suffix}"
             )
-        }),
-        _ => {}
+        });
+    } else if !quiet && let Some(line) = decision_line(&site, culprit, rule) {
+        stderr_line(&(line + suffix));
     }
     if mode == Mode::Odp && call.consumer != Consumer::Rdma && matches!(rule, Rule::FsDax | Rule::Unverified) {
         say_once(&SAID_ODP_NA, quiet, || {
@@ -397,12 +405,7 @@ fn record<R>(s: &Setup, call: &Call, pre: &Pre, out: &Outcome<R>) {
     let message = sink
         .wants_message()
         .then(|| {
-            let rule = pre.decision.rule;
-            let line = match rule {
-                Rule::FsDax | Rule::Unverified => Some(explain::refusal_at(&site, file, rule)),
-                Rule::Warned => Some(explain::warning_at(&site, file, Rule::FsDax)),
-                _ => explain.clone(),
-            };
+            let line = decision_line(&site, file, pre.decision.rule).or_else(|| explain.clone());
             line.map(|l| l + &s.suffix)
         })
         .flatten();
