@@ -29,10 +29,6 @@ require_file "$LIB" "cargo build --release"
 require_file "$BIN/mpiwin" "make -C tests/c (needs libopenmpi-dev)"
 command -v mpirun >/dev/null || fail "no mpirun: the mpi layer is missing (# guest-layer: mpi)"
 W=$(mktemp -d /tmp/mpi.XXXXXX)
-# The refusal line ends with the job's identity ("... (rank N)" under
-# mpirun): each rank's must name its own rank. RANK_IN_MESSAGE=0 drops
-# that check (a library from before the suffix).
-RANK_IN_MESSAGE=${RANK_IN_MESSAGE:-1}
 TIMES=()
 
 # Runs CMD with output (stdout and stderr merged) in $W/NAME.out, echoed
@@ -168,9 +164,7 @@ for r in 0 1; do
 	refusal=$(grep -m1 'daxguard: refused' <<<"$lines")
 	assert_contains "$refusal" "daxguard: refused ibv_reg_mr" "rank $r: daxguard's refusal"
 	assert_contains "$refusal" "/mnt/pmem/mpiwin.rank$r is on filesystem-DAX" "rank $r: names its own file"
-	if ((RANK_IN_MESSAGE)); then
-		assert_contains "$refusal" "rank $r" "rank $r: names its rank"
-	fi
+	assert_contains "$refusal" "rank $r" "rank $r: names its rank"
 	d=$(first_line "$W/enforce.out" $r "daxguard: refused")
 	u=$(first_line "$W/enforce.out" $r "UCX  ERROR ibv_reg_mr(")
 	((d > 0 && u > 0 && d < u)) || fail "rank $r: daxguard's line ($d) is not before UCX's ($u)"

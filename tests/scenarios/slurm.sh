@@ -27,9 +27,6 @@ require_file "$PROLOG" "make -C tools/dist/spank"
 require_file /opt/daxguard/bin/mpiwin "make -C tests/c (needs libopenmpi-dev)"
 command -v slurmctld >/dev/null || fail "no slurmctld: the mpi layer is missing (# guest-layer: mpi)"
 W=$(mktemp -d /tmp/slurm.XXXXXX)
-# The refusal line ends with the job's identity, "... (rank N, Slurm job J
-# step S)": each task's must name its rank and the job (see mpi.sh).
-RANK_IN_MESSAGE=${RANK_IN_MESSAGE:-1}
 TIMES=()
 
 run() { # name cmd...   output (stdout and stderr) in $W/NAME.out; RC, OUT
@@ -168,10 +165,8 @@ check_fsdax() { # name what
 		line=$(grep -m1 "daxguard: $2" <<<"$lines")
 		assert_contains "$line" "daxguard: $2 ibv_reg_mr" "task $r: daxguard's '$2' line"
 		assert_contains "$line" "/mnt/pmem/mpiwin.rank$r is on filesystem-DAX" "task $r: names its own file"
-		if ((RANK_IN_MESSAGE)); then
-			assert_contains "$line" "rank $r" "task $r: names its rank"
-			assert_contains "$line" "Slurm job" "task $r: names the Slurm job"
-		fi
+		assert_contains "$line" "rank $r" "task $r: names its rank"
+		assert_contains "$line" "Slurm job" "task $r: names the Slurm job"
 		assert_contains "$lines" "failed: Operation not supported" "task $r: UCX's error follows"
 	done
 }
