@@ -262,8 +262,12 @@ fn look_at(s: &Setup, b: Buffer, index: usize) -> Looked {
         // names), the walk the mmap-events map spares a verdict. Memory
         // without a file needs no name, and its record names no file: the
         // verdict's walk serves the record then. Nothing changes where the
-        // query works.
-        if !crate::lookup::procmap_query_supported()
+        // query works, nor where the map cannot be had or maps text is asked
+        // for (the verdict's walk would be maps text too, and a file range
+        // would read it twice).
+        if lookup != crate::types::LookupChoice::MapsText
+            && !crate::lookup::procmap_query_supported()
+            && !crate::lookup::mmap_events_known_unavailable()
             && let Ok(j) = judge(b.addr, b.len, lookup)
             && j.verdict == Verdict::Allow
             && j.unnamed

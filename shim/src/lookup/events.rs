@@ -157,6 +157,12 @@ pub fn status() -> Result<(), Unavailable> {
     Ok(())
 }
 
+/// Whether the map was tried here and cannot be had (perf refused, ...):
+/// read without the lock, for callers choosing a path before walking.
+pub fn known_unavailable() -> bool {
+    WORKS.load(Ordering::Relaxed) == 2
+}
+
 /// The VMA covering `addr`, or [`Step::Uncovered`]; `Ok(None)` when the map
 /// is busy (another thread holds it for long): read maps text this time.
 ///

@@ -60,6 +60,12 @@ pub fn mmap_events_status() -> Result<(), MmapEventsUnavailable> {
     events::status()
 }
 
+/// Whether the mmap-events map was tried in this process and cannot be
+/// had; unlike [`mmap_events_status`], no lock and no set-up.
+pub fn mmap_events_known_unavailable() -> bool {
+    events::known_unavailable()
+}
+
 /// The mmap-events map's entry covering `addr` in the calling process, as
 /// a nameless VMA (`None`: not covered, or the map is busy); sets the map up
 /// and applies pending records first. For tests that compare the map with
