@@ -106,6 +106,8 @@ struct Events {
     kept: Vec<RawFd>,
     /// How far we have read each ring.
     tails: Vec<u64>,
+    /// Each ring's canary and `data_head` as last read ([`read_heads`]).
+    hdr: Vec<[u64; 2]>,
     /// A copy of each ring's data area, at the same offsets: the records are
     /// copied here with `process_vm_readv` and parsed from here.
     mirrors: Vec<Vec<u64>>,
@@ -249,7 +251,7 @@ fn teardown(ev: Box<Events>) {
         let mut hdr = [0u64; 2];
         let part = [(hdr.as_mut_ptr() as usize, r.header_addr(), 16)];
         // SAFETY: `hdr` is ours, 16 bytes.
-        if unsafe { perf_event::copy_self(pid, &part, false) }.is_ok() && hdr[0] == r.canary() {
+        if unsafe { perf_event::copy_self(pid, part, false) }.is_ok() && hdr[0] == r.canary() {
             r.unmap();
         }
     }
@@ -350,7 +352,7 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
         for r in &rings {
             let part = [(hdr.as_mut_ptr() as usize, r.header_addr(), 16)];
             // SAFETY: `hdr` is ours, 16 bytes.
-            let read = unsafe { perf_event::copy_self(pid, &part, false) };
+            let read = unsafe { perf_event::copy_self(pid, part, false) };
             if let Err(errno) = read.and_then(|()| if hdr[0] == r.canary() { Ok(()) } else { Err(Errno::EFAULT) }) {
                 kept.iter().for_each(|&fd| close(fd));
                 rings.into_iter().for_each(Ring::unmap);
@@ -374,6 +376,7 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
             rings,
             kept,
             tails: Vec::new(),
+            hdr: Vec::new(),
             mirrors: Vec::new(),
             ring_lost: false,
             map: VmaMap::default(),
@@ -386,6 +389,7 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
     ev.epoch = epoch;
     ev.pid = crate::sys::pid() as u32;
     ev.tails = vec![0; ev.rings.len()];
+    ev.hdr = vec![[0; 2]; ev.rings.len()];
     ev.mirrors = ev.rings.iter().map(|r| vec![0u64; (r.size() / 8) as usize]).collect();
     ev.ring_lost = false;
     ev.buf.resize(BUILD_READ, std::mem::MaybeUninit::new(0));
@@ -469,23 +473,16 @@ fn threads() -> Vec<i32> {
     dir.filter_map(|d| d.ok()?.file_name().to_str()?.parse().ok()).collect()
 }
 
-/// Every ring's canary and head, in one `process_vm_readv`; `None` (and
-/// `ring_lost` set) if any ring's page is not ours any more.
-fn read_heads(ev: &mut Events, heads: &mut [u64; MAX_RINGS]) -> Option<()> {
-    let n = ev.rings.len();
-    let mut hdr = [[0u64; 2]; MAX_RINGS];
-    let mut parts = [(0usize, 0usize, 0usize); MAX_RINGS];
-    for (i, r) in ev.rings.iter().enumerate() {
-        parts[i] = (hdr[i].as_mut_ptr() as usize, r.header_addr(), 16);
-    }
-    // SAFETY: each local range is 16 bytes of `hdr`.
-    let read = unsafe { perf_event::copy_self(ev.pid as i32, &parts[..n], false) };
-    if read.is_err() || ev.rings.iter().zip(&hdr).any(|(r, h)| h[0] != r.canary()) {
+/// Every ring's canary and head, in one `process_vm_readv`, into `ev.hdr`
+/// (the head of ring `i` is `ev.hdr[i][1]`); `None` (and `ring_lost` set)
+/// if any ring's page is not ours any more.
+fn read_heads(ev: &mut Events) -> Option<()> {
+    let parts = ev.hdr.iter_mut().zip(&ev.rings).map(|(h, r)| (h.as_mut_ptr() as usize, r.header_addr(), 16));
+    // SAFETY: each local range is one 16-byte entry of `ev.hdr`.
+    let read = unsafe { perf_event::copy_self(ev.pid as i32, parts, false) };
+    if read.is_err() || ev.rings.iter().zip(&ev.hdr).any(|(r, h)| h[0] != r.canary()) {
         ev.ring_lost = true;
         return None;
-    }
-    for i in 0..n {
-        heads[i] = hdr[i][1];
     }
     Some(())
 }
@@ -501,12 +498,11 @@ fn read_heads(ev: &mut Events, heads: &mut [u64; MAX_RINGS]) -> Option<()> {
 /// copied into our mirror of it, and its tail written back, by system
 /// calls that fail with `EFAULT` on an address the program unmapped.
 fn catch_up(ev: &mut Events) -> Result<(), Full> {
-    let mut heads = [0u64; MAX_RINGS];
-    read_heads(ev, &mut heads).ok_or(Full)?;
+    read_heads(ev).ok_or(Full)?;
     let mut pending = false;
-    for (i, r) in ev.rings.iter().enumerate() {
-        let used = heads[i].wrapping_sub(ev.tails[i]);
-        if heads[i] % 8 != 0 || used > r.size() - MAX_RECORD.min(r.size()) {
+    for ((r, &tail), h) in ev.rings.iter().zip(&ev.tails).zip(&ev.hdr) {
+        let used = h[1].wrapping_sub(tail);
+        if h[1] % 8 != 0 || used > r.size() - MAX_RECORD.min(r.size()) {
             return Err(Full);
         }
         pending |= used != 0;
@@ -514,26 +510,24 @@ fn catch_up(ev: &mut Events) -> Result<(), Full> {
     if !pending {
         return Ok(());
     }
-    let mut parts = [(0usize, 0usize, 0usize); 2 * MAX_RINGS];
-    let mut n = 0;
-    for (i, r) in ev.rings.iter().enumerate() {
-        let (mut at, mut left) = (ev.tails[i], heads[i] - ev.tails[i]);
-        while left > 0 {
+    // Each ring's pending bytes, in one or two pieces (the data area wraps),
+    // into the same offsets of its mirror.
+    let parts = ev.rings.iter().zip(&ev.tails).zip(&ev.hdr).zip(ev.mirrors.iter_mut()).flat_map(|(((r, &tail), h), m)| {
+        let mirror = m.as_mut_ptr() as usize;
+        let piece = move |at: u64, left: u64| {
             let (addr, room) = r.data_at(at);
-            let len = left.min(room);
-            let local = ev.mirrors[i].as_mut_ptr() as usize + (at & (r.size() - 1)) as usize;
-            parts[n] = (local, addr, len as usize);
-            n += 1;
-            at += len;
-            left -= len;
-        }
-    }
+            (mirror + (at & (r.size() - 1)) as usize, addr, left.min(room) as usize)
+        };
+        let first = piece(tail, h[1] - tail);
+        let rest = h[1] - tail - first.2 as u64;
+        [Some(first).filter(|p| p.2 > 0), Some(piece(tail + first.2 as u64, rest)).filter(|p| p.2 > 0)].into_iter().flatten()
+    });
     // SAFETY: each local range lies in the mirror of its ring (same size as its data area).
-    if unsafe { perf_event::copy_self(ev.pid as i32, &parts[..n], false) }.is_err() {
+    if unsafe { perf_event::copy_self(ev.pid as i32, parts, false) }.is_err() {
         ev.ring_lost = true;
         return Err(Full);
     }
-    let result = drain(ev, &heads);
+    let result = drain(ev);
     write_tails(ev).ok_or(Full)?;
     result
 }
@@ -542,12 +536,9 @@ fn catch_up(ev: &mut Events) -> Result<(), Full> {
 /// written with `process_vm_writev` (`None`, and `ring_lost`, if a ring's
 /// page is gone).
 fn write_tails(ev: &mut Events) -> Option<()> {
-    let mut parts = [(0usize, 0usize, 0usize); MAX_RINGS];
-    for (i, r) in ev.rings.iter().enumerate() {
-        parts[i] = (&raw const ev.tails[i] as usize, r.tail_addr(), 8);
-    }
+    let parts = ev.tails.iter().zip(&ev.rings).map(|(t, r)| (std::ptr::from_ref(t) as usize, r.tail_addr(), 8));
     // SAFETY: each local range is one of our tails, read by the kernel.
-    if unsafe { perf_event::copy_self(ev.pid as i32, &parts[..ev.rings.len()], true) }.is_err() {
+    if unsafe { perf_event::copy_self(ev.pid as i32, parts, true) }.is_err() {
         ev.ring_lost = true;
         return None;
     }
@@ -555,14 +546,15 @@ fn write_tails(ev: &mut Events) -> Option<()> {
 }
 
 /// [`catch_up`]'s loop: the oldest pending record of any ring, applied, until none.
-fn drain(ev: &mut Events, heads: &[u64; MAX_RINGS]) -> Result<(), Full> {
+fn drain(ev: &mut Events) -> Result<(), Full> {
     loop {
         let mut next: Option<(usize, Parsed)> = None;
         for (i, m) in ev.mirrors.iter().enumerate() {
-            if ev.tails[i] == heads[i] {
+            let head = ev.hdr[i][1];
+            if ev.tails[i] == head {
                 continue;
             }
-            let p = perf_event::parse(&m[..], ev.tails[i], heads[i] - ev.tails[i]).ok_or(Full)?;
+            let p = perf_event::parse(&m[..], ev.tails[i], head - ev.tails[i]).ok_or(Full)?;
             if next.is_none_or(|(_, n)| p.time < n.time) {
                 next = Some((i, p));
             }
@@ -608,9 +600,8 @@ fn flags_of(prot: u32, flags: u32) -> u32 {
 /// The sum of the rings' heads: moves whenever a record is published
 /// (`None`: a ring is not ours any more).
 fn heads(ev: &mut Events) -> Option<u64> {
-    let mut heads = [0u64; MAX_RINGS];
-    read_heads(ev, &mut heads)?;
-    Some(heads[..ev.rings.len()].iter().fold(0, |a, &h| a.wrapping_add(h)))
+    read_heads(ev)?;
+    Some(ev.hdr.iter().fold(0, |a, h| a.wrapping_add(h[1])))
 }
 
 /// Forgets every record published so far, reads the whole maps text into
@@ -619,11 +610,12 @@ fn heads(ev: &mut Events) -> Option<u64> {
 /// dirty.
 fn rebuild(ev: &mut Events) -> Result<bool, Errno> {
     ev.dirty = true;
-    let mut heads = [0u64; MAX_RINGS];
-    if read_heads(ev, &mut heads).is_none() {
+    if read_heads(ev).is_none() {
         return Ok(false);
     }
-    ev.tails.copy_from_slice(&heads[..ev.rings.len()]);
+    for (t, h) in ev.tails.iter_mut().zip(&ev.hdr) {
+        *t = h[1];
+    }
     if write_tails(ev).is_none() {
         return Ok(false);
     }
