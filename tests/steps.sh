@@ -152,5 +152,6 @@ build_all() {
 		cargo build --workspace &&
 		make -s -C tests/c &&
 		make -s -C tools/dist/spank &&
-		bash shim/examples/build-guest.sh
+		bash shim/examples/build-guest.sh &&
+		bash shim/tests/build-guest.sh
 }

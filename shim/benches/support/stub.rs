@@ -31,16 +31,21 @@ impl Stub {
     /// Builds and loads the stub. Call before the first registration: the
     /// shim caches the first function it finds.
     pub fn load() -> Stub {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/support");
-        let out = concat!(env!("CARGO_TARGET_TMPDIR"), "/libdaxbench-stub.so");
-        let st = Command::new("cc")
-            .args(["-O2", "-fPIC", "-shared", "-o", out])
-            .arg(format!("-Wl,--version-script={dir}/stub.map"))
-            .arg(format!("{dir}/stub.c"))
-            .status()
-            .expect("cc (needed to build the bench stub)");
-        assert!(st.success(), "cc failed building {out}");
-        let path = CString::new(out).unwrap();
+        // DAXBENCH_STUB: a stub built beforehand, for machines without a
+        // compiler (the bench binary copied into the test guest).
+        let out = std::env::var("DAXBENCH_STUB").unwrap_or_else(|_| {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/support");
+            let out = concat!(env!("CARGO_TARGET_TMPDIR"), "/libdaxbench-stub.so");
+            let st = Command::new("cc")
+                .args(["-O2", "-fPIC", "-shared", "-o", out])
+                .arg(format!("-Wl,--version-script={dir}/stub.map"))
+                .arg(format!("{dir}/stub.c"))
+                .status()
+                .expect("cc (needed to build the bench stub; or set DAXBENCH_STUB)");
+            assert!(st.success(), "cc failed building {out}");
+            out.to_string()
+        });
+        let path = CString::new(out.as_str()).unwrap();
         // SAFETY: dlopen/dlvsym/dlsym with NUL-terminated names; the symbols
         // have the types stub.c gives them.
         unsafe {

@@ -21,6 +21,7 @@ use crate::explain::{self, Site};
 use crate::fsdax;
 use crate::judge::{Options, classify_with, judge};
 use crate::lookup::preferred_lookup;
+use crate::types::Lookup;
 use crate::policy::{Action, Decision, Rule, decide};
 use crate::report::{FileInfo, Report, Verdict};
 use crate::settings::Mode;
@@ -94,6 +95,8 @@ struct Pre {
     index: usize,
     /// The full report, when the audit record or a failure needs one.
     report: Option<Report>,
+    /// The path that answered the verdict (`None`: no lookup answered).
+    lookup: Option<Lookup>,
     decide_ns: u64,
 }
 
@@ -167,6 +170,9 @@ pub(crate) fn guard<R: Copy>(call: Call, forward: impl Fn(bool) -> R, answer: An
     }
     count(&out);
     let _ = catch_unwind(AssertUnwindSafe(|| record(s, &call, &pre, &out)));
+    // Where PROCMAP_QUERY is missing, the mmap-events map is set up after a
+    // call, never before it (lookup/events.rs, `at`); elsewhere a load.
+    let _ = catch_unwind(crate::lookup::set_up_mmap_events_pending);
     out.errno_after.set();
     out.result
 }
@@ -175,7 +181,7 @@ impl Pre {
     /// After a panic while deciding: forward, as if nothing could be inspected.
     fn unjudged() -> Pre {
         let decision = Decision { action: Action::Forward, rule: Rule::CannotInspect };
-        Pre { decision, verdict: "error", index: 0, report: None, decide_ns: 0 }
+        Pre { decision, verdict: "error", index: 0, report: None, lookup: None, decide_ns: 0 }
     }
 }
 
@@ -214,7 +220,7 @@ fn before(s: &Setup, call: &Call) -> Pre {
         Some(Err(_)) => "error",
         Some(Ok(v)) => v.name(),
     };
-    Pre { decision, verdict, index: looked.index, report: looked.report, decide_ns }
+    Pre { decision, verdict, index: looked.index, report: looked.report, lookup: looked.lookup, decide_ns }
 }
 
 /// What [`look`] found.
@@ -225,6 +231,8 @@ struct Looked {
     /// Its full report (with an audit sink), and its culprit file.
     report: Option<Report>,
     culprit: Option<FileInfo>,
+    /// The path that answered.
+    lookup: Option<Lookup>,
 }
 
 /// The verdict over every buffer (fs-DAX anywhere wins, then unverifiable,
@@ -233,7 +241,7 @@ struct Looked {
 /// sink the record names the file and mount of every call: the full report;
 /// otherwise `judge`, which allocates nothing on anonymous memory.
 fn look(s: &Setup, call: &Call) -> Looked {
-    let mut best = Looked { judged: None, index: 0, report: None, culprit: None };
+    let mut best = Looked { judged: None, index: 0, report: None, culprit: None, lookup: None };
     if call.pin.on_demand {
         return best;
     }
@@ -272,19 +280,19 @@ fn look_at(s: &Setup, b: Buffer, index: usize) -> Looked {
             && j.verdict == Verdict::Allow
             && j.unnamed
         {
-            return Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: None };
+            return Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: None, lookup: Some(j.lookup) };
         }
         return match classify_with(b.addr, b.len, Options { target: None, lookup }) {
             Ok(r) => {
                 let culprit = r.culprit().cloned();
-                Looked { judged: Some(Ok(r.verdict())), index, report: Some(r), culprit }
+                Looked { judged: Some(Ok(r.verdict())), index, lookup: Some(r.lookup), report: Some(r), culprit }
             }
-            Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None },
+            Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None, lookup: None },
         };
     }
     match judge(b.addr, b.len, lookup) {
-        Ok(j) => Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: j.culprit },
-        Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None },
+        Ok(j) => Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: j.culprit, lookup: Some(j.lookup) },
+        Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None, lookup: None },
     }
 }
 
@@ -431,9 +439,9 @@ fn record<R>(s: &Setup, call: &Call, pre: &Pre, out: &Outcome<R>) {
         action: out.action,
         errno: out.errno,
         explain: explain.as_deref(),
-        // The path that answered, or (no report: the lookup failed) the one
-        // this process takes.
-        lookup: pre.report.as_ref().map_or_else(|| preferred_lookup(s.settings.lookup), |r| r.lookup).name(),
+        // The path that answered, or (the lookup failed, or an on-demand pin
+        // needed none) the one this process takes.
+        lookup: pre.lookup.unwrap_or_else(|| preferred_lookup(s.settings.lookup)).name(),
         decide_ns: pre.decide_ns,
         message: message.as_deref(),
     };

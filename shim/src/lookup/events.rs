@@ -69,6 +69,8 @@ impl std::fmt::Display for Unavailable {
 
 enum State {
     NotSetUp,
+    /// Not set up, and one lookup already sent to maps text instead (see [`at`]).
+    Deferred,
     Unavailable(Unavailable),
     Ready(Box<Events>),
 }
@@ -88,6 +90,22 @@ static RINGS_LOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 #[doc(hidden)]
 pub fn rings_lost() -> u64 {
     RINGS_LOST.load(Ordering::Relaxed)
+}
+
+/// A lookup asked for the map to be set up after its call ([`set_up_pending`]).
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Sets the map up if a lookup asked for it (after the call it judged: see
+/// [`at`]); a load and nothing else otherwise. A caller that never calls
+/// this gets the map set up at the next lookup instead.
+pub fn set_up_pending() {
+    if !PENDING.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(mut st) = STATE.try_lock_briefly() else { return };
+    if matches!(*st, State::Deferred) {
+        let _ = ready(&mut st);
+    }
 }
 
 /// Whether the kernel takes `inherit_thread` (5.13+); cleared on `EINVAL`.
@@ -170,8 +188,29 @@ pub fn known_unavailable() -> bool {
 ///
 /// # Errors
 /// Why the map is unavailable here (perf refused, old kernel, ...).
-pub(super) fn at(addr: u64) -> Result<Option<Step>, Unavailable> {
+///
+/// With `defer`, the first two lookups of a process (and of a forked child)
+/// are not answered (`Ok(None)`: maps text answers them, one read each, as
+/// without the map); the second asks for the map to be set up after its
+/// call ([`set_up_pending`]), and the third uses it. The set-up costs a
+/// full maps read with every line parsed plus the perf events (the first
+/// perf event in the system patches the kernel's jump labels): a process
+/// that registers once never pays it, and its first registration costs one
+/// walk of maps text, as it would without the map. After the call, so that
+/// the rings and the map's memory, which land wherever the kernel finds a
+/// gap, never fill the range of the very call being judged (a range the
+/// program just unmapped would then not be the hole the kernel should
+/// answer `EFAULT` for).
+pub(super) fn at(addr: u64, defer: bool) -> Result<Option<Step>, Unavailable> {
     let Some(mut st) = STATE.try_lock_briefly() else { return Ok(None) };
+    if defer && matches!(*st, State::NotSetUp) {
+        *st = State::Deferred;
+        PENDING.store(false, Ordering::Relaxed); // a forked child starts over
+        return Ok(None);
+    }
+    if defer && matches!(*st, State::Deferred) && !PENDING.swap(true, Ordering::Relaxed) {
+        return Ok(None);
+    }
     let mut ev = ready(&mut st)?;
     if ev.dirty || catch_up(ev).is_err() {
         if ev.ring_lost {
@@ -277,7 +316,7 @@ fn random_canary() -> u64 {
 /// not inherited, and the child's changes were never reported).
 fn ready(st: &mut State) -> Result<&mut Events, Unavailable> {
     let stale = matches!(st, State::Ready(ev) if ev.epoch != fork_epoch());
-    if matches!(st, State::NotSetUp) || stale {
+    if matches!(st, State::NotSetUp | State::Deferred) || stale {
         let old = match std::mem::replace(st, State::NotSetUp) {
             // In a child: the parent's rings are not mapped here; forget them, keep the memory.
             State::Ready(ev) => Some(ev),
@@ -290,11 +329,12 @@ fn ready(st: &mut State) -> Result<&mut Events, Unavailable> {
             Err(why) => *st = State::Unavailable(why),
         }
         WORKS.store(if matches!(st, State::Ready(_)) { 1 } else { 2 }, Ordering::Relaxed);
+        PENDING.store(false, Ordering::Relaxed);
     }
     match st {
         State::Ready(ev) => Ok(ev),
         State::Unavailable(why) => Err(*why),
-        State::NotSetUp => unreachable!("set up above"),
+        State::NotSetUp | State::Deferred => unreachable!("set up above"),
     }
 }
 

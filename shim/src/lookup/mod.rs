@@ -48,6 +48,7 @@ pub use events::Unavailable as MmapEventsUnavailable;
 pub use events::reset as reset_mmap_events;
 #[doc(hidden)]
 pub use events::rings_lost as mmap_events_rings_lost;
+pub use events::set_up_pending as set_up_mmap_events_pending;
 
 /// Whether the mmap-events map works in this process (sets it up if it is
 /// not yet: one `perf_event_open` per thread and one full maps read), and if
@@ -78,7 +79,7 @@ pub fn mmap_events_at(addr: u64) -> Result<Option<Vma<'static>>, MmapEventsUnava
     // Busy (another thread builds the map) or dirty (a flood of records):
     // a lookup would read maps text; a test waits for the map's own answer.
     for _ in 0..100 {
-        let step = match events::at(addr) {
+        let step = match events::at(addr, false) {
             Err(why) if why.transient() => None,
             r => r?,
         };
@@ -304,7 +305,8 @@ impl<'b> Vmas<'b> {
                         self.events_to_text(true)?;
                         continue;
                     }
-                    match events::at(self.asked) {
+                    // Deferred only under `auto`: a forced map answers from the first lookup.
+                    match events::at(self.asked, self.choice == LookupChoice::Auto) {
                         Ok(Some(events::Step::Vma(e))) => {
                             self.from_map += 1;
                             break Some((events::vma_of(&e), 0));
