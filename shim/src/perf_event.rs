@@ -26,8 +26,8 @@
 //! of the data area below the head the kernel published.
 #![allow(unsafe_code)]
 
-use std::os::fd::RawFd;
 use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
 use std::ptr::NonNull;
 
 use crate::sys::Errno;

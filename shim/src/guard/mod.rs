@@ -21,12 +21,12 @@ use crate::explain::{self, Site};
 use crate::fsdax;
 use crate::judge::{Options, classify_with, judge};
 use crate::lookup::preferred_lookup;
-use crate::types::Lookup;
 use crate::policy::{Action, Decision, Rule, decide};
 use crate::report::{FileInfo, Report, Verdict};
 use crate::settings::Mode;
 use crate::sys::{Errno, stderr_line};
 pub(crate) use crate::types::Buffer;
+use crate::types::Lookup;
 use crate::types::{Consumer, Pin};
 
 static SAID_NO_PROC: AtomicBool = AtomicBool::new(false);
@@ -291,7 +291,9 @@ fn look_at(s: &Setup, b: Buffer, index: usize) -> Looked {
         };
     }
     match judge(b.addr, b.len, lookup) {
-        Ok(j) => Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: j.culprit, lookup: Some(j.lookup) },
+        Ok(j) => {
+            Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: j.culprit, lookup: Some(j.lookup) }
+        }
         Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None, lookup: None },
     }
 }

@@ -552,16 +552,19 @@ fn catch_up(ev: &mut Events) -> Result<(), Full> {
     }
     // Each ring's pending bytes, in one or two pieces (the data area wraps),
     // into the same offsets of its mirror.
-    let parts = ev.rings.iter().zip(&ev.tails).zip(&ev.hdr).zip(ev.mirrors.iter_mut()).flat_map(|(((r, &tail), h), m)| {
-        let mirror = m.as_mut_ptr() as usize;
-        let piece = move |at: u64, left: u64| {
-            let (addr, room) = r.data_at(at);
-            (mirror + (at & (r.size() - 1)) as usize, addr, left.min(room) as usize)
-        };
-        let first = piece(tail, h[1] - tail);
-        let rest = h[1] - tail - first.2 as u64;
-        [Some(first).filter(|p| p.2 > 0), Some(piece(tail + first.2 as u64, rest)).filter(|p| p.2 > 0)].into_iter().flatten()
-    });
+    let parts =
+        ev.rings.iter().zip(&ev.tails).zip(&ev.hdr).zip(ev.mirrors.iter_mut()).flat_map(|(((r, &tail), h), m)| {
+            let mirror = m.as_mut_ptr() as usize;
+            let piece = move |at: u64, left: u64| {
+                let (addr, room) = r.data_at(at);
+                (mirror + (at & (r.size() - 1)) as usize, addr, left.min(room) as usize)
+            };
+            let first = piece(tail, h[1] - tail);
+            let rest = h[1] - tail - first.2 as u64;
+            [Some(first).filter(|p| p.2 > 0), Some(piece(tail + first.2 as u64, rest)).filter(|p| p.2 > 0)]
+                .into_iter()
+                .flatten()
+        });
     // SAFETY: each local range lies in the mirror of its ring (same size as its data area).
     if unsafe { perf_event::copy_self(ev.pid as i32, parts, false) }.is_err() {
         ev.ring_lost = true;
