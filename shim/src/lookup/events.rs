@@ -189,8 +189,8 @@ pub fn known_unavailable() -> bool {
 /// # Errors
 /// Why the map is unavailable here (perf refused, old kernel, ...).
 ///
-/// With `defer`, the first two lookups of a process (and of a forked child)
-/// are not answered (`Ok(None)`: maps text answers them, one read each, as
+/// With `defer`, the first two lookups of a process (a forked child of a
+/// process that had the map sets its own up at once) are not answered (`Ok(None)`: maps text answers them, one read each, as
 /// without the map); the second asks for the map to be set up after its
 /// call ([`set_up_pending`]), and the third uses it. The set-up costs a
 /// full maps read with every line parsed plus the perf events (the first
