@@ -13,11 +13,10 @@
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use crate::mountinfo::MountTable;
 use crate::report::Finding;
-use crate::sys::lock::try_lock_briefly;
+use crate::sys::lock::{EpochGuard, EpochLock};
 use crate::sys::procfd::ProcFd;
 use crate::types::Dev;
 
@@ -45,23 +44,31 @@ pub(crate) struct Cache {
     shm_dev: Option<Option<Dev>>,
 }
 
-static CACHE: Mutex<Cache> = Mutex::new(Cache {
-    mountinfo: ProcFd::new(b"mountinfo"),
-    table: None,
-    unreadable: false,
-    generation: 1,
-    cache: [None; SLOTS],
-    shm_dev: None,
-});
+/// An [`EpochLock`]: a thread that finds it busy sleeps until it is free
+/// (registering threads of one process all judge files through it, holding
+/// it for their whole walk); a forked child takes over a copy its parent's
+/// thread held, starting afresh.
+static CACHE: EpochLock<Cache> = EpochLock::new(empty(), empty);
+
+const fn empty() -> Cache {
+    Cache {
+        mountinfo: ProcFd::new(b"mountinfo"),
+        table: None,
+        unreadable: false,
+        generation: 1,
+        cache: [None; SLOTS],
+        shm_dev: None,
+    }
+}
 
 static EMPTY: MountTable = MountTable { mounts: Vec::new() };
 
 /// Locks the cache, first noticing any mount change since the last call.
 ///
-/// `None` if the lock stays busy (see [`try_lock_briefly`]): callers answer
-/// without it (uncached) rather than wait.
-pub(crate) fn lock() -> Option<MutexGuard<'static, Cache>> {
-    let mut c = try_lock_briefly(&CACHE)?;
+/// `None` if the lock stays busy (see [`EpochLock::try_lock_briefly`]):
+/// callers answer without it (uncached) rather than wait longer.
+pub(crate) fn lock() -> Option<EpochGuard<'static, Cache>> {
+    let mut c = CACHE.try_lock_briefly()?;
     c.notice_mount_changes();
     Some(c)
 }

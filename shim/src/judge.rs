@@ -10,7 +10,6 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::MutexGuard;
 
 use crate::cache::{self, Cache};
 use crate::error::Error;
@@ -207,7 +206,7 @@ enum Files {
 /// The cache lock for one walk.
 enum Held {
     NotYet,
-    Locked(MutexGuard<'static, Cache>),
+    Locked(crate::sys::lock::EpochGuard<'static, Cache>),
     /// Busy for too long (or inherited locked across fork): answer uncached.
     Busy(Option<MountTable>),
 }
