@@ -267,12 +267,24 @@ impl Ring {
     }
 }
 
-/// `process_vm_readv` (`write` false) or `process_vm_writev` on our own
-/// process (`pid`, cached by the caller: no `getpid` per call): each `(local, remote, len)` copied, or `Err` if any part was
-/// not (an address that is not mapped gives `EFAULT`, never a fault).
+/// Copies between our memory and a ring's, on our own process (`pid`,
+/// cached by the caller: no `getpid` per call): each `(ours, ring, len)`
+/// from the ring into ours, or (`write`) from ours into the ring; `Err` if
+/// any part was not copied (a ring address that is not mapped gives
+/// `EFAULT`, never a fault).
+///
+/// The ring is the *local* side of the call and our buffer the remote one:
+/// `process_vm_writev` to read the ring, `process_vm_readv` to write it.
+/// The kernel pins the remote pages (`pin_user_pages_remote()`), and reaches
+/// the local ones with `copy_from_user()`/`copy_to_user()`, which answer
+/// `EFAULT` for an unmapped or inaccessible address as well. Our buffers are
+/// plain heap pages, which any kernel pins; perf's ring pages are not: Linux
+/// 6.18 refuses to pin them (`process_vm_readv` of a ring answered `EFAULT`
+/// there when the ring was the remote side), and user copies reach them on
+/// every kernel.
 ///
 /// # Safety
-/// Each local range must be valid for `len` bytes (writable when reading).
+/// Each of our ranges must be valid for `len` bytes (writable when reading).
 pub unsafe fn copy_self<I>(pid: i32, parts: I, write: bool) -> Result<(), Errno>
 where
     I: IntoIterator<Item = (usize, usize, usize)>,
@@ -281,30 +293,32 @@ where
     // Left uninitialised: this runs at every lookup, and zeroing 16 KiB of
     // iovecs cost more than the system call itself (50 us a lookup under
     // the TCG guest, where a memset is emulated byte by byte).
-    let mut local = [MaybeUninit::<libc::iovec>::uninit(); MAX];
-    let mut remote = [MaybeUninit::<libc::iovec>::uninit(); MAX];
+    let mut ours_iov = [MaybeUninit::<libc::iovec>::uninit(); MAX];
+    let mut ring_iov = [MaybeUninit::<libc::iovec>::uninit(); MAX];
     let (mut n, mut total) = (0usize, 0usize);
-    for (l, r, len) in parts {
+    for (ours, ring, len) in parts {
         if n == MAX {
             return Err(Errno::E2BIG);
         }
-        local[n].write(libc::iovec { iov_base: l as *mut _, iov_len: len });
-        remote[n].write(libc::iovec { iov_base: r as *mut _, iov_len: len });
+        ours_iov[n].write(libc::iovec { iov_base: ours as *mut _, iov_len: len });
+        ring_iov[n].write(libc::iovec { iov_base: ring as *mut _, iov_len: len });
         n += 1;
         total += len;
     }
     if total == 0 {
         return Ok(());
     }
-    // SAFETY: the first `n` iovecs are written; the caller vouches for the
-    // local ranges; the remote ones are checked by the kernel, which answers
-    // EFAULT instead of faulting.
+    // SAFETY: the first `n` iovecs are written; the caller vouches for our
+    // ranges; the ring's are checked by the kernel, which answers EFAULT
+    // instead of faulting.
     let done = unsafe {
-        let (l, r) = (local.as_ptr().cast::<libc::iovec>(), remote.as_ptr().cast::<libc::iovec>());
+        let (ours, ring) = (ours_iov.as_ptr().cast::<libc::iovec>(), ring_iov.as_ptr().cast::<libc::iovec>());
         if write {
-            libc::process_vm_writev(pid, l, n as _, r, n as _, 0)
+            // Remote (ours, pinned) into local (the ring, copy_to_user).
+            libc::process_vm_readv(pid, ring, n as _, ours, n as _, 0)
         } else {
-            libc::process_vm_readv(pid, l, n as _, r, n as _, 0)
+            // Local (the ring, copy_from_user) into remote (ours, pinned).
+            libc::process_vm_writev(pid, ring, n as _, ours, n as _, 0)
         }
     };
     match done {

@@ -149,13 +149,7 @@ fn futex_wait(word: &AtomicU32, value: u32, ns: i64) {
     let t = libc::timespec { tv_sec: 0, tv_nsec: ns };
     // SAFETY: a futex wait on our own aligned word, with a relative timeout.
     unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            value,
-            &raw const t,
-        )
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, value, &raw const t)
     };
 }
 
