@@ -127,7 +127,7 @@ struct Events {
     /// Each ring's canary and `data_head` as last read ([`read_heads`]).
     hdr: Vec<[u64; 2]>,
     /// A copy of each ring's data area, at the same offsets: the records are
-    /// copied here with `process_vm_readv` and parsed from here.
+    /// copied here with `process_vm_writev` (see `perf_event::copy_self`) and parsed from here.
     mirrors: Vec<Vec<u64>>,
     /// A ring's page is not ours any more (its canary is gone, or reading it
     /// failed), or a reported mapping covers one: that ring's records may be
@@ -384,7 +384,7 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
     };
     // The mappings keep our own events alive: their descriptors can go.
     ring_fds.iter().for_each(|&fd| close(fd));
-    // Every later read of a ring goes through process_vm_readv: where it is
+    // Every later read of a ring goes through process_vm_writev (and a write through process_vm_readv): where they are
     // refused (seccomp, a kernel without it), the map cannot be used safely.
     {
         let pid = crate::sys::pid();
@@ -396,7 +396,7 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
             if let Err(errno) = read.and_then(|()| if hdr[0] == r.canary() { Ok(()) } else { Err(Errno::EFAULT) }) {
                 kept.iter().for_each(|&fd| close(fd));
                 rings.into_iter().for_each(Ring::unmap);
-                return Err(Unavailable { what: "process_vm_readv", errno });
+                return Err(Unavailable { what: "process_vm_writev", errno });
             }
         }
     }
@@ -513,7 +513,7 @@ fn threads() -> Vec<i32> {
     dir.filter_map(|d| d.ok()?.file_name().to_str()?.parse().ok()).collect()
 }
 
-/// Every ring's canary and head, in one `process_vm_readv`, into `ev.hdr`
+/// Every ring's canary and head, in one `process_vm_writev`, into `ev.hdr`
 /// (the head of ring `i` is `ev.hdr[i][1]`); `None` (and `ring_lost` set)
 /// if any ring's page is not ours any more.
 fn read_heads(ev: &mut Events) -> Option<()> {
@@ -576,7 +576,7 @@ fn catch_up(ev: &mut Events) -> Result<(), Full> {
 }
 
 /// Hands what we have read back to the kernel: each ring's `data_tail`,
-/// written with `process_vm_writev` (`None`, and `ring_lost`, if a ring's
+/// written with `process_vm_readv` (the ring the local side) (`None`, and `ring_lost`, if a ring's
 /// page is gone).
 fn write_tails(ev: &mut Events) -> Option<()> {
     let parts = ev.tails.iter().zip(&ev.rings).map(|(t, r)| (std::ptr::from_ref(t) as usize, r.tail_addr(), 8));
