@@ -127,7 +127,8 @@ struct Events {
     /// Each ring's canary and `data_head` as last read ([`read_heads`]).
     hdr: Vec<[u64; 2]>,
     /// A copy of each ring's data area, at the same offsets: the records are
-    /// copied here with `process_vm_writev` (see `perf_event::copy_self`) and parsed from here.
+    /// copied here with `process_vm_writev` (`perf_event::copy_self`) and
+    /// parsed from here.
     mirrors: Vec<Vec<u64>>,
     /// A ring's page is not ours any more (its canary is gone, or reading it
     /// failed), or a reported mapping covers one: that ring's records may be
@@ -189,10 +190,10 @@ pub fn known_unavailable() -> bool {
 /// # Errors
 /// Why the map is unavailable here (perf refused, old kernel, ...).
 ///
-/// With `defer`, the first two lookups of a process (a forked child of a
-/// process that had the map sets its own up at once) are not answered (`Ok(None)`: maps text answers them, one read each, as
-/// without the map); the second asks for the map to be set up after its
-/// call ([`set_up_pending`]), and the third uses it. The set-up costs a
+/// With `defer`, the first two lookups of a process are not answered
+/// (`Ok(None)`: maps text answers them, one read each, as without the map;
+/// a forked child of a process that had the map sets its own up at once);
+/// the second asks for the map to be set up after its call ([`set_up_pending`]), and the third uses it. The set-up costs a
 /// full maps read with every line parsed plus the perf events (the first
 /// perf event in the system patches the kernel's jump labels): a process
 /// that registers once never pays it, and its first registration costs one
@@ -384,8 +385,9 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
     };
     // The mappings keep our own events alive: their descriptors can go.
     ring_fds.iter().for_each(|&fd| close(fd));
-    // Every later read of a ring goes through process_vm_writev (and a write through process_vm_readv): where they are
-    // refused (seccomp, a kernel without it), the map cannot be used safely.
+    // Every later read of a ring goes through process_vm_writev (and a write
+    // through process_vm_readv): where they are refused (seccomp, a kernel
+    // without them), the map cannot be used safely.
     {
         let pid = crate::sys::pid();
         let mut hdr = [0u64; 2];
@@ -576,8 +578,8 @@ fn catch_up(ev: &mut Events) -> Result<(), Full> {
 }
 
 /// Hands what we have read back to the kernel: each ring's `data_tail`,
-/// written with `process_vm_readv` (the ring the local side) (`None`, and `ring_lost`, if a ring's
-/// page is gone).
+/// written with `process_vm_readv`, the ring the local side (`None`, and
+/// `ring_lost`, if a ring's page is gone).
 fn write_tails(ev: &mut Events) -> Option<()> {
     let parts = ev.tails.iter().zip(&ev.rings).map(|(t, r)| (std::ptr::from_ref(t) as usize, r.tail_addr(), 8));
     // SAFETY: each local range is one of our tails, read by the kernel.
