@@ -104,7 +104,8 @@ median() {
 }
 
 section "result"
-# Which lookup the shim uses here: PROCMAP_QUERY from 6.11, maps text before.
+# Which lookup the shim uses here: PROCMAP_QUERY from 6.11, the mmap-events map
+# before (maps text where perf is refused); LOOKUP, if given, is on the line.
 echo "RESULT kernel=$KERNEL_VERSION ${lookup[*]} vmas=$vmas iters=$iters rounds=$rounds ratio_4k=$(median "${r4[@]}") ratio_2m=$(median "${r2[@]}")"
 echo "RESULT-PAIRED kernel=$KERNEL_VERSION ${lookup[*]} vmas=$vmas iters=$iters rounds=$rounds ratio_4k=$(median "${p4[@]}") ratio_2m=$(median "${p2[@]}")"
 ok "both sides ran $rounds rounds, separately and paired"

@@ -19,7 +19,7 @@ use crate::audit::Record;
 use crate::error::Error;
 use crate::explain::{self, Site};
 use crate::fsdax;
-use crate::judge::{Options, classify_with, judge};
+use crate::judge::{Judgement, Options, classify_with, judge};
 use crate::lookup::preferred_lookup;
 use crate::policy::{Action, Decision, Rule, decide};
 use crate::report::{FileInfo, Report, Verdict};
@@ -235,6 +235,18 @@ struct Looked {
     lookup: Option<Lookup>,
 }
 
+impl Looked {
+    /// What a verdict's walk (`judge`) found, or why it could not look.
+    fn from_judge(judged: Result<Judgement, Error>, index: usize) -> Looked {
+        match judged {
+            Ok(j) => {
+                Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: j.culprit, lookup: Some(j.lookup) }
+            }
+            Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None, lookup: None },
+        }
+    }
+}
+
 /// The verdict over every buffer (fs-DAX anywhere wins, then unverifiable,
 /// then a lookup error), and what explains it. An on-demand pin pins
 /// nothing (the kernel allows it on fs-DAX): no lookup at all. With an audit
@@ -280,22 +292,17 @@ fn look_at(s: &Setup, b: Buffer, index: usize) -> Looked {
             && j.verdict == Verdict::Allow
             && j.unnamed
         {
-            return Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: None, lookup: Some(j.lookup) };
+            return Looked::from_judge(Ok(j), index);
         }
         return match classify_with(b.addr, b.len, Options { target: None, lookup }) {
             Ok(r) => {
                 let culprit = r.culprit().cloned();
                 Looked { judged: Some(Ok(r.verdict())), index, lookup: Some(r.lookup), report: Some(r), culprit }
             }
-            Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None, lookup: None },
+            Err(e) => Looked::from_judge(Err(e), index),
         };
     }
-    match judge(b.addr, b.len, lookup) {
-        Ok(j) => {
-            Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: j.culprit, lookup: Some(j.lookup) }
-        }
-        Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None, lookup: None },
-    }
+    Looked::from_judge(judge(b.addr, b.len, lookup), index)
 }
 
 /// Buffer `index` of the call, as messages name it.

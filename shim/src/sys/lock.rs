@@ -70,8 +70,8 @@ impl<T> EpochLock<T> {
     /// The guard, or `None` if another thread of this process keeps the lock for long.
     pub(crate) fn try_lock_briefly(&self) -> Option<EpochGuard<'_, T>> {
         let me = super::procfd::fork_epoch().max(1);
-        let mut waits = 0;
-        for spin in 0u32.. {
+        let (mut spins, mut waits) = (0, 0);
+        loop {
             match self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Some(EpochGuard { lock: self }),
                 Err(holder) if holder != me => {
@@ -84,7 +84,10 @@ impl<T> EpochLock<T> {
                 }
                 // Held by a thread of ours: a short spin (holds are
                 // microseconds), then sleep until the release, at most WAITS_MAX times.
-                Err(_) if spin < 64 => std::hint::spin_loop(),
+                Err(_) if spins < 64 => {
+                    spins += 1;
+                    std::hint::spin_loop();
+                }
                 Err(_) => {
                     if waits == WAITS_MAX {
                         return None;
@@ -96,7 +99,6 @@ impl<T> EpochLock<T> {
                 }
             }
         }
-        None
     }
 
     /// One more (`up`) or one fewer waiter in epoch `me`; a count left by
