@@ -21,14 +21,15 @@
 //!   `kernel/events/core.c`; `perf_output_begin()` in `kernel/events/ring_buffer.c`
 //!
 //! # Safety
-//! `perf_event_open` with an attribute of our own; `mmap`/`munmap` of the
-//! ring; loads and stores of its head and tail words as atomics, and reads
-//! of the data area below the head the kernel published.
+//! `perf_event_open` with an attribute of our own; `mmap` of the ring over
+//! a reservation in our own `.bss` and back; loads and stores of its head
+//! and tail words as atomics, and reads of the data area below the head the
+//! kernel published.
 #![allow(unsafe_code)]
 
-use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sys::Errno;
 
@@ -152,23 +153,52 @@ pub fn set_output(fd: RawFd, target: RawFd) -> Result<(), Errno> {
 /// Where the ring's header page keeps its words (`struct perf_event_mmap_page`).
 /// `CANARY` is the last word of `__reserved`, which the kernel never writes
 /// (it zeroes the page once and then writes only the fields before it, and
-/// the head); `DATA_HEAD` follows it, so one 16-byte read gets both.
+/// the head); `DATA_HEAD` follows it.
 const CANARY: usize = 1016;
+const DATA_HEAD: usize = 1024;
 const DATA_TAIL: usize = 1032;
 const DATA_OFFSET: usize = 1040;
 const DATA_SIZE: usize = 1048;
 
+/// Where the rings live: a reservation inside the library's own image (its
+/// `.bss`, never touched, so it costs address space only), which the rings
+/// are mapped over (`MAP_FIXED`) and which is given back as plain memory
+/// when they go. A ring in a gap the kernel picked could be unmapped or
+/// mapped over by a program that thinks the gap is its own (a hole it
+/// punched in a range it reserved, then fills with `MAP_FIXED`: the
+/// property test does exactly that); no correct program maps or unmaps
+/// inside a library's image, where our other statics live too. So the
+/// rings are read with plain loads, as every perf tool reads them, and a
+/// lookup makes no system call. 3 MiB holds 256 rings of 3 pages (4 KiB
+/// pages), the most the map sets up.
+const AREA_BYTES: usize = 3 << 20;
+/// Slack for rounding the start up to the page size (up to 64 KiB pages).
+const AREA_SLACK: usize = 64 << 10;
+
+#[repr(C, align(4096))]
+struct Area(std::cell::UnsafeCell<[u8; AREA_BYTES + AREA_SLACK]>);
+
+// SAFETY: no Rust code reads or writes the area's bytes; only its address is taken.
+unsafe impl Sync for Area {}
+
+static AREA: Area = Area(std::cell::UnsafeCell::new([0; AREA_BYTES + AREA_SLACK]));
+
+/// The whole pages of the ring area: `(start, len)`.
+pub fn ring_area() -> (usize, usize) {
+    let page = crate::sys::page_size() as usize;
+    let at = AREA.0.get() as usize;
+    let start = at.next_multiple_of(page);
+    let end = (at + AREA_BYTES + AREA_SLACK) & !(page - 1);
+    (start, end - start)
+}
+
 /// An event's ring buffer, mapped read-write (we write `data_tail`, so the
 /// kernel never overwrites what we have not read: it drops new records
-/// instead and says so with a `PERF_RECORD_LOST`).
-///
-/// The ring lies where the kernel found a gap, and the program may map over
-/// it (`MAP_FIXED` into a range it thinks it owns) or unmap it: after our
-/// own set-up stores, **nothing touches the mapping directly**. Its header
-/// and records are read with `process_vm_readv`, its tail written with
-/// `process_vm_writev` (on our own process: `EFAULT` where a load would
-/// fault), and a random canary we put in the header's reserved area says
-/// whether the page is still the ring's (see [`Ring::canary`]).
+/// instead and says so with a `PERF_RECORD_LOST`) at an address of the
+/// ring area ([`ring_area`]). A random canary we put in the header's
+/// reserved area says whether the page is still the ring's (see
+/// [`Ring::canary`]): a program that mapped over the library's image is
+/// caught, not trusted.
 #[derive(Debug)]
 pub struct Ring {
     base: NonNull<u8>,
@@ -178,14 +208,19 @@ pub struct Ring {
     canary: u64,
 }
 
-// SAFETY: the ring is shared memory with the kernel, only ever reached by
-// address through system calls after `map`; the owner serialises users.
+// SAFETY: the ring is shared memory with the kernel; the owner serialises users.
 unsafe impl Send for Ring {}
 
 impl Ring {
-    /// Maps `data_pages` (a power of two) of ring plus the header page, and
-    /// writes `canary` (non-zero) into the header's reserved area. The
-    /// mapping keeps the event alive: the descriptor can be closed after
+    /// The length of a ring of `data_pages` data pages plus its header page.
+    pub fn map_len(data_pages: usize) -> usize {
+        (1 + data_pages) * crate::sys::page_size() as usize
+    }
+
+    /// Maps `data_pages` (a power of two) of ring plus the header page over
+    /// `at` (in the ring area, plain memory of ours: `MAP_FIXED` replaces
+    /// it), and writes `canary` (non-zero) into the header's reserved area.
+    /// The mapping keeps the event alive: the descriptor can be closed after
     /// (and keeping it would not help once the ring is unmapped: the kernel
     /// detaches the buffer from the event at its last unmap, and records
     /// are dropped from then on, descriptor or not).
@@ -193,20 +228,24 @@ impl Ring {
     /// # Errors
     /// `EPERM` past the locked-memory allowance (`perf_event_mlock_kb` per
     /// user, then `RLIMIT_MEMLOCK`), `ENOMEM` at the VMA limit.
-    pub fn map(fd: RawFd, data_pages: usize, canary: u64) -> Result<Ring, Errno> {
+    ///
+    /// # Safety
+    /// `[at, at + map_len)` lies in the ring area and holds plain memory of
+    /// ours (never a live ring, never the program's).
+    pub unsafe fn map(fd: RawFd, data_pages: usize, canary: u64, at: usize) -> Result<Ring, Errno> {
         let page = crate::sys::page_size() as usize;
-        let map_len = (1 + data_pages) * page;
-        // SAFETY: a fresh shared mapping of the event; checked below.
-        let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
-        };
+        let map_len = Ring::map_len(data_pages);
+        let flags = libc::MAP_SHARED | libc::MAP_FIXED;
+        // SAFETY: replaces our own area's pages (the caller's promise).
+        let p = unsafe { libc::mmap(at as *mut _, map_len, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0) };
         if p == libc::MAP_FAILED {
+            // A failed MAP_FIXED may have unmapped the range: give it back.
+            // SAFETY: the same range of our area.
+            unsafe { restore(at, map_len, libc::MAP_FIXED) };
             return Err(Errno::last());
         }
         let base = NonNull::new(p.cast::<u8>()).ok_or(Errno::ENOMEM)?;
-        // SAFETY: the header page we just mapped, which no other thread
-        // knows of yet (the program cannot have mapped over it: the address
-        // was only just returned to us).
+        // SAFETY: the header page we just mapped, which no other thread knows of yet.
         let (off, size) = unsafe {
             std::ptr::write_volatile(base.as_ptr().add(CANARY).cast::<u64>(), canary);
             (
@@ -216,12 +255,12 @@ impl Ring {
         };
         // Before Linux 4.1 the header does not say: the data follows the first page.
         let (off, size) = if size == 0 { (page as u64, (data_pages * page) as u64) } else { (off, size) };
+        let ring = Ring { base, map_len, data_off: off as usize, size, canary };
         if off as usize + size as usize > map_len || !size.is_power_of_two() {
-            // SAFETY: our own mapping, given up.
-            unsafe { libc::munmap(p, map_len) };
+            ring.unmap();
             return Err(Errno::EINVAL);
         }
-        Ok(Ring { base, map_len, data_off: off as usize, size, canary })
+        Ok(ring)
     }
 
     /// Bytes of record space (a power of two).
@@ -234,14 +273,24 @@ impl Ring {
         self.canary
     }
 
-    /// Where the canary and `data_head` are (16 bytes, in that order).
-    pub fn header_addr(&self) -> usize {
-        self.base.as_ptr() as usize + CANARY
+    /// The canary word and `data_head` as they are now (the head with
+    /// acquire ordering: the records below it are complete).
+    pub fn header(&self) -> [u64; 2] {
+        // SAFETY: the ring's header page, mapped by us in the library's
+        // image (see [`ring_area`]); the kernel writes the head atomically.
+        unsafe {
+            let p = self.base.as_ptr();
+            let canary = std::ptr::read_volatile(p.add(CANARY).cast::<u64>());
+            let head = AtomicU64::from_ptr(p.add(DATA_HEAD).cast::<u64>()).load(Ordering::Acquire);
+            [canary, head]
+        }
     }
 
-    /// Where `data_tail` is (8 bytes).
-    pub fn tail_addr(&self) -> usize {
-        self.base.as_ptr() as usize + DATA_TAIL
+    /// Hands the bytes below `tail` back to the kernel (release ordering:
+    /// our reads of them happen before the kernel may overwrite them).
+    pub fn set_tail(&self, tail: u64) {
+        // SAFETY: as in `header`.
+        unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(DATA_TAIL).cast::<u64>()).store(tail, Ordering::Release) };
     }
 
     /// Where the byte at offset `at` (since the ring began) is, and how many
@@ -257,75 +306,46 @@ impl Ring {
         (start, start + self.map_len as u64)
     }
 
-    /// Unmaps the ring (and, with it, the event). Only in the process that
-    /// mapped it, and only once its canary was just read back: a forked
-    /// child has no such mapping (`VM_DONTCOPY`), and a ring the program
-    /// mapped over is the program's memory now.
+    /// Gives the ring's pages back to the area as plain memory (one
+    /// `MAP_FIXED` over it, which unmaps the ring and, with it, the event).
+    /// Only in the process that mapped it, and only once its canary was just
+    /// read back: a ring the program mapped over is the program's memory now.
     pub fn unmap(self) {
-        // SAFETY: our own mapping, given up here.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
+        // SAFETY: our own ring's range, in our area.
+        unsafe { restore(self.base.as_ptr() as usize, self.map_len, libc::MAP_FIXED) };
+    }
+
+    /// In a forked child, where the kernel did not copy the ring
+    /// (`VM_DONTCOPY`) and left a hole in the area: fills the hole with
+    /// plain memory again, unless something else was mapped there meanwhile
+    /// (`false`: that part of the area is not ours any more).
+    pub fn refill(self) -> bool {
+        let (at, len) = (self.base.as_ptr() as usize, self.map_len);
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping; a kernel
+        // before 4.17 takes the address as a hint, checked in `restore`.
+        unsafe { restore(at, len, libc::MAP_FIXED_NOREPLACE) }
     }
 }
 
-/// Copies between our memory and a ring's, on our own process (`pid`,
-/// cached by the caller: no `getpid` per call): each `(ours, ring, len)`
-/// from the ring into ours, or (`write`) from ours into the ring; `Err` if
-/// any part was not copied (a ring address that is not mapped gives
-/// `EFAULT`, never a fault).
-///
-/// The ring is the *local* side of the call and our buffer the remote one:
-/// `process_vm_writev` to read the ring, `process_vm_readv` to write it.
-/// The kernel pins the remote pages (`pin_user_pages_remote()`), and reaches
-/// the local ones with `copy_from_user()`/`copy_to_user()`, which answer
-/// `EFAULT` for an unmapped or inaccessible address as well. Our buffers are
-/// plain heap pages, which any kernel pins; perf's ring pages are not: Linux
-/// 6.18 refuses to pin them (`process_vm_readv` of a ring answered `EFAULT`
-/// there when the ring was the remote side), and user copies reach them on
-/// every kernel.
+/// Plain private memory at `[at, at + len)`, as the area's `.bss` was;
+/// `false` if the kernel would not put it exactly there.
 ///
 /// # Safety
-/// Each of our ranges must be valid for `len` bytes (writable when reading).
-pub unsafe fn copy_self<I>(pid: i32, parts: I, write: bool) -> Result<(), Errno>
-where
-    I: IntoIterator<Item = (usize, usize, usize)>,
-{
-    const MAX: usize = 2 * 256;
-    // Left uninitialised: this runs at every lookup, and zeroing 16 KiB of
-    // iovecs cost more than the system call itself (50 us a lookup under
-    // the TCG guest, where a memset is emulated byte by byte).
-    let mut ours_iov = [MaybeUninit::<libc::iovec>::uninit(); MAX];
-    let mut ring_iov = [MaybeUninit::<libc::iovec>::uninit(); MAX];
-    let (mut n, mut total) = (0usize, 0usize);
-    for (ours, ring, len) in parts {
-        if n == MAX {
-            return Err(Errno::E2BIG);
-        }
-        ours_iov[n].write(libc::iovec { iov_base: ours as *mut _, iov_len: len });
-        ring_iov[n].write(libc::iovec { iov_base: ring as *mut _, iov_len: len });
-        n += 1;
-        total += len;
+/// With `MAP_FIXED`, the range must be ours to replace.
+unsafe fn restore(at: usize, len: usize, fixed: i32) -> bool {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed;
+    // SAFETY: the caller's promise for MAP_FIXED; NOREPLACE replaces nothing.
+    let p = unsafe { libc::mmap(at as *mut _, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return false;
     }
-    if total == 0 {
-        return Ok(());
+    if p as usize != at {
+        // A kernel without MAP_FIXED_NOREPLACE put it elsewhere: not ours to keep.
+        // SAFETY: the mapping just made.
+        unsafe { libc::munmap(p, len) };
+        return false;
     }
-    // SAFETY: the first `n` iovecs are written; the caller vouches for our
-    // ranges; the ring's are checked by the kernel, which answers EFAULT
-    // instead of faulting.
-    let done = unsafe {
-        let (ours, ring) = (ours_iov.as_ptr().cast::<libc::iovec>(), ring_iov.as_ptr().cast::<libc::iovec>());
-        if write {
-            // Remote (ours, pinned) into local (the ring, copy_to_user).
-            libc::process_vm_readv(pid, ring, n as _, ours, n as _, 0)
-        } else {
-            // Local (the ring, copy_from_user) into remote (ours, pinned).
-            libc::process_vm_writev(pid, ring, n as _, ours, n as _, 0)
-        }
-    };
-    match done {
-        d if d < 0 => Err(Errno::last()),
-        d if d as usize != total => Err(Errno::EFAULT),
-        _ => Ok(()),
-    }
+    true
 }
 
 /// Reads 8-byte words of a ring's data area by their offset since the ring
@@ -339,6 +359,17 @@ pub trait Words {
 impl Words for [u64] {
     fn word(&self, at: u64) -> u64 {
         self[(at / 8) as usize % self.len()]
+    }
+}
+
+/// A live ring's records, read in place: the caller reads only below the
+/// head it last read ([`Ring::header`], acquire), which the kernel has
+/// finished writing and does not touch again until the tail passes it.
+impl Words for Ring {
+    fn word(&self, at: u64) -> u64 {
+        let (p, _) = self.data_at(at);
+        // SAFETY: an 8-byte-aligned word of the data area, in our image's ring area.
+        unsafe { std::ptr::read_volatile(p as *const u64) }
     }
 }
 

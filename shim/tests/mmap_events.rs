@@ -196,8 +196,47 @@ fn a_forked_child_builds_its_own_map() {
     raw_munmap(a, PAGE);
 }
 
-/// Not a benchmark harness (criterion cannot run on this project's 6.18 host,
-/// where `process_vm_readv` refuses perf ring pages): `judge` on the map,
+#[test]
+fn a_program_that_maps_over_the_ring_area_is_left_alone() {
+    if !perf_works() {
+        return;
+    }
+    // In a child: the area is spoiled for the rest of the process.
+    // SAFETY: the child only maps, looks up and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let a = anon(PAGE);
+        let set_up = mmap_events_at(a as u64).ok().flatten().is_some();
+        // The program maps over the first ring's header, in our image, and writes to it.
+        let (area, _) = daxguard::lookup::mmap_events_ring_area();
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+        raw_mmap(area, PAGE, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0);
+        // SAFETY: the page just mapped.
+        unsafe { std::ptr::write_volatile(area as *mut u64, 0x5eed) };
+        let b = anon(PAGE);
+        let refused = judge(b as u64, PAGE as u64, LookupChoice::MmapEvents).is_err();
+        let why = mmap_events_status().err().map(|w| w.what);
+        let text = judge(b as u64, PAGE as u64, LookupChoice::MapsText).is_ok_and(|j| j.verdict == Verdict::Allow);
+        // SAFETY: the program's page, still mapped: the map never maps over it.
+        let intact = unsafe { std::ptr::read_volatile(area as *const u64) } == 0x5eed;
+        let ok = set_up && refused && why == Some("area") && text && intact;
+        if !ok {
+            eprintln!("set_up {set_up} refused {refused} why {why:?} text {text} intact {intact}");
+        }
+        // SAFETY: leaving the child without running the harness's exit path.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert_eq!(status, 0, "the child after mapping over the ring area");
+    let a = anon(PAGE);
+    assert!(mmap_events_at(a as u64).unwrap().is_some(), "the parent's map is intact");
+    raw_munmap(a, PAGE);
+}
+
+/// Not a benchmark harness (criterion's rows run on the host; this one runs
+/// where the TCG guest has no criterion): `judge` on the map,
 /// anonymous 4 KiB and a cached file page, median of 2001 calls, at the
 /// process's own size, then grown to about 10k and 60k VMAs (every other
 /// page of one reservation made read-only), for a guest without

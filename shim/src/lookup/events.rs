@@ -61,7 +61,8 @@ impl std::fmt::Display for Unavailable {
             "threads" => {
                 write!(f, "more than {MAX_THREADS} threads, or threads starting faster than they can be attached")
             }
-            "cpus" => write!(f, "more than {MAX_RINGS} CPUs"),
+            "cpus" => write!(f, "more CPUs than the ring area holds rings for (at most {MAX_RINGS})"),
+            "area" => write!(f, "the ring area in the library's image was mapped over (by the program)"),
             what => write!(f, "{what}: {}", self.errno),
         }
     }
@@ -82,11 +83,16 @@ fn not_set_up() -> State {
 static STATE: EpochLock<State> = EpochLock::new(State::NotSetUp, not_set_up);
 /// 0: not tried, 1: works, 2: unavailable here (read without the lock).
 static WORKS: AtomicU8 = AtomicU8::new(0);
-/// Rings found not ours any more (mapped over, unmapped) in this process:
-/// each one a fresh set-up (tests show the case is reached).
+/// Rings found not ours any more in this process: the program mapped over
+/// the ring area in our image, which then is never used again ([`SPOILED`]).
 static RINGS_LOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Part of the ring area is not ours (a ring mapped over, or, in a forked
+/// child, a hole the kernel filled with something else): no ring is mapped
+/// there again, so nothing of the program's is ever replaced. A forked
+/// child inherits the flag with the memory.
+static SPOILED: AtomicBool = AtomicBool::new(false);
 
-/// How many times this process found a ring mapped over or unmapped.
+/// How many times this process found a ring mapped over.
 #[doc(hidden)]
 pub fn rings_lost() -> u64 {
     RINGS_LOST.load(Ordering::Relaxed)
@@ -126,13 +132,8 @@ struct Events {
     tails: Vec<u64>,
     /// Each ring's canary and `data_head` as last read ([`read_heads`]).
     hdr: Vec<[u64; 2]>,
-    /// A copy of each ring's data area, at the same offsets: the records are
-    /// copied here with `process_vm_writev` (`perf_event::copy_self`) and
-    /// parsed from here.
-    mirrors: Vec<Vec<u64>>,
-    /// A ring's page is not ours any more (its canary is gone, or reading it
-    /// failed), or a reported mapping covers one: that ring's records may be
-    /// lost for good, so the next lookup sets everything up afresh.
+    /// A ring's page is not ours any more (its canary is gone), or a
+    /// reported mapping covers one: the area is spoiled ([`SPOILED`]).
     ring_lost: bool,
     map: VmaMap,
     /// The time of the newest record applied (rings are merged by time).
@@ -198,10 +199,10 @@ pub fn known_unavailable() -> bool {
 /// perf event in the system patches the kernel's jump labels): a process
 /// that registers once never pays it, and its first registration costs one
 /// walk of maps text, as it would without the map. After the call, so that
-/// the rings and the map's memory, which land wherever the kernel finds a
-/// gap, never fill the range of the very call being judged (a range the
-/// program just unmapped would then not be the hole the kernel should
-/// answer `EFAULT` for).
+/// the map's memory, which lands wherever the kernel finds a gap, never
+/// fills the range of the very call being judged (a range the program just
+/// unmapped would then not be the hole the kernel should answer `EFAULT`
+/// for; the rings themselves lie in our image).
 pub(super) fn at(addr: u64, defer: bool) -> Result<Option<Step>, Unavailable> {
     let Some(mut st) = STATE.try_lock_briefly() else { return Ok(None) };
     if defer && matches!(*st, State::NotSetUp) {
@@ -215,10 +216,10 @@ pub(super) fn at(addr: u64, defer: bool) -> Result<Option<Step>, Unavailable> {
     let mut ev = ready(&mut st)?;
     if ev.dirty || catch_up(ev).is_err() {
         if ev.ring_lost {
-            // A ring the program mapped over or unmapped: its records since
-            // are gone (the record of the very mapping that replaced it was
-            // written into it). Fresh events, fresh rings, a fresh maps read.
+            // The program mapped over the library's image, where a ring was:
+            // its records since are gone. Never again in this process.
             RINGS_LOST.fetch_add(1, Ordering::Relaxed);
+            SPOILED.store(true, Ordering::Relaxed);
             if let State::Ready(old) = std::mem::replace(&mut *st, State::NotSetUp) {
                 teardown(old);
             }
@@ -275,24 +276,33 @@ pub fn reset() {
     WORKS.store(0, Ordering::Relaxed);
 }
 
-/// Closes the kept descriptors and unmaps the rings that are still ours:
-/// in the process that mapped them, and whose canary reads back (a ring
-/// the program mapped over is the program's memory now; one it unmapped is
-/// gone). The map's memory is freed.
-fn teardown(ev: Box<Events>) {
+/// Closes the kept descriptors and gives the rings' pages back to the ring
+/// area; the map's memory is freed.
+fn teardown(mut ev: Box<Events>) {
     ev.kept.iter().for_each(|&fd| close(fd));
-    if ev.epoch != fork_epoch() {
-        // A forked child: the parent's rings are not mapped here.
-        std::mem::forget(ev.rings);
-        return;
-    }
-    let pid = ev.pid as i32;
-    for r in ev.rings {
-        let mut hdr = [0u64; 2];
-        let part = [(hdr.as_mut_ptr() as usize, r.header_addr(), 16)];
-        // SAFETY: `hdr` is ours, 16 bytes.
-        if unsafe { perf_event::copy_self(pid, part, false) }.is_ok() && hdr[0] == r.canary() {
-            r.unmap();
+    vacate(std::mem::take(&mut ev.rings), ev.epoch);
+}
+
+/// Gives rings mapped in fork epoch `epoch` back to the ring area as plain
+/// memory. In the process that mapped them, each ring whose canary reads
+/// back is mapped over (a ring the program mapped over is the program's
+/// memory now); in a forked child, where the kernel did not copy them,
+/// each hole is filled unless something else took it. Either miss spoils
+/// the area ([`SPOILED`]).
+fn vacate(rings: Vec<Ring>, epoch: u32) {
+    let here = epoch == fork_epoch();
+    for r in rings {
+        let ours = if here {
+            let ours = r.header()[0] == r.canary();
+            if ours {
+                r.unmap();
+            }
+            ours
+        } else {
+            r.refill()
+        };
+        if !ours {
+            SPOILED.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -348,18 +358,28 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
         return Err(Unavailable { what: "kernel", errno: Errno::ENOSYS });
     }
     let epoch = fork_epoch();
+    let mut old = old;
+    if let Some(ev) = old.as_mut() {
+        // A forked child: the parent's rings left holes in the area here.
+        vacate(std::mem::take(&mut ev.rings), ev.epoch);
+    }
+    if SPOILED.load(Ordering::Relaxed) {
+        return Err(Unavailable { what: "area", errno: Errno::EEXIST });
+    }
     let cpus = online_cpus();
-    if cpus.is_empty() || cpus.len() > MAX_RINGS {
+    let pages = (RING_PAGES / cpus.len().next_power_of_two()).max(2);
+    let (area, area_len) = perf_event::ring_area();
+    let slot = Ring::map_len(pages);
+    if cpus.is_empty() || cpus.len() > MAX_RINGS || cpus.len() * slot > area_len {
         return Err(Unavailable { what: "cpus", errno: Errno::E2BIG });
     }
-    let pages = (RING_PAGES / cpus.len().next_power_of_two()).max(2);
     let mut ring_fds = Vec::with_capacity(cpus.len());
     let mut rings = Vec::with_capacity(cpus.len());
     let undo = |ring_fds: &[RawFd], rings: Vec<Ring>| {
         ring_fds.iter().for_each(|&fd| close(fd));
         rings.into_iter().for_each(Ring::unmap);
     };
-    for &cpu in &cpus {
+    for (i, &cpu) in cpus.iter().enumerate() {
         let fd = match open_one(0, cpu) {
             Ok(fd) => fd,
             Err(errno) => {
@@ -368,7 +388,9 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
             }
         };
         ring_fds.push(fd);
-        match Ring::map(fd, pages, random_canary()) {
+        // SAFETY: slot `i` of the area, plain memory: the area is not
+        // spoiled, and every ring mapped before was given back (`vacate`).
+        match unsafe { Ring::map(fd, pages, random_canary(), area + i * slot) } {
             Ok(r) => rings.push(r),
             Err(errno) => {
                 undo(&ring_fds, rings);
@@ -385,28 +407,10 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
     };
     // The mappings keep our own events alive: their descriptors can go.
     ring_fds.iter().for_each(|&fd| close(fd));
-    // Every later read of a ring goes through process_vm_writev (and a write
-    // through process_vm_readv): where they are refused (seccomp, a kernel
-    // without them), the map cannot be used safely.
-    {
-        let pid = crate::sys::pid();
-        let mut hdr = [0u64; 2];
-        for r in &rings {
-            let part = [(hdr.as_mut_ptr() as usize, r.header_addr(), 16)];
-            // SAFETY: `hdr` is ours, 16 bytes.
-            let read = unsafe { perf_event::copy_self(pid, part, false) };
-            if let Err(errno) = read.and_then(|()| if hdr[0] == r.canary() { Ok(()) } else { Err(Errno::EFAULT) }) {
-                kept.iter().for_each(|&fd| close(fd));
-                rings.into_iter().for_each(Ring::unmap);
-                return Err(Unavailable { what: "process_vm_writev", errno });
-            }
-        }
-    }
     let mut ev = match old {
         Some(mut ev) => {
-            // A forked child: the parent's rings are not mapped here (the
-            // kernel does not copy them), and its kept descriptors are
-            // copies we close; the map's memory is reused.
+            // A forked child: the parent's kept descriptors are copies we
+            // close; the map's memory is reused.
             ev.kept.iter().for_each(|&fd| close(fd));
             ev.rings = rings;
             ev.kept = kept;
@@ -419,7 +423,6 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
             kept,
             tails: Vec::new(),
             hdr: Vec::new(),
-            mirrors: Vec::new(),
             ring_lost: false,
             map: VmaMap::default(),
             last_time: 0,
@@ -432,7 +435,6 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
     ev.pid = crate::sys::pid() as u32;
     ev.tails = vec![0; ev.rings.len()];
     ev.hdr = vec![[0; 2]; ev.rings.len()];
-    ev.mirrors = ev.rings.iter().map(|r| vec![0u64; (r.size() / 8) as usize]).collect();
     ev.ring_lost = false;
     ev.buf.resize(BUILD_READ, std::mem::MaybeUninit::new(0));
     // A rebuild that records overtook leaves the map dirty: the next lookup rebuilds.
@@ -440,7 +442,7 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
         Ok(_) => Ok(ev),
         Err(errno) => {
             ev.kept.iter().for_each(|&fd| close(fd));
-            std::mem::take(&mut ev.rings).into_iter().for_each(Ring::unmap);
+            vacate(std::mem::take(&mut ev.rings), ev.epoch);
             Err(Unavailable { what: "maps", errno })
         }
     }
@@ -515,14 +517,12 @@ fn threads() -> Vec<i32> {
     dir.filter_map(|d| d.ok()?.file_name().to_str()?.parse().ok()).collect()
 }
 
-/// Every ring's canary and head, in one `process_vm_writev`, into `ev.hdr`
-/// (the head of ring `i` is `ev.hdr[i][1]`); `None` (and `ring_lost` set)
-/// if any ring's page is not ours any more.
+/// Every ring's canary and head into `ev.hdr` (the head of ring `i` is
+/// `ev.hdr[i][1]`); `None` (and `ring_lost` set) if any ring's page is not
+/// ours any more.
 fn read_heads(ev: &mut Events) -> Option<()> {
-    let parts = ev.hdr.iter_mut().zip(&ev.rings).map(|(h, r)| (h.as_mut_ptr() as usize, r.header_addr(), 16));
-    // SAFETY: each local range is one 16-byte entry of `ev.hdr`.
-    let read = unsafe { perf_event::copy_self(ev.pid as i32, parts, false) };
-    if read.is_err() || ev.rings.iter().zip(&ev.hdr).any(|(r, h)| h[0] != r.canary()) {
+    ev.hdr.iter_mut().zip(&ev.rings).for_each(|(h, r)| *h = r.header());
+    if ev.rings.iter().zip(&ev.hdr).any(|(r, h)| h[0] != r.canary()) {
         ev.ring_lost = true;
         return None;
     }
@@ -536,9 +536,7 @@ fn read_heads(ev: &mut Events) -> Option<()> {
 /// cannot read, no room left in the map, or (with `ring_lost`) a ring that
 /// is not ours any more.
 ///
-/// No load or store touches a ring: its header is read, its pending bytes
-/// copied into our mirror of it, and its tail written back, by system
-/// calls that fail with `EFAULT` on an address the program unmapped.
+/// Nothing here is a system call: the rings lie in our own image.
 fn catch_up(ev: &mut Events) -> Result<(), Full> {
     read_heads(ev).ok_or(Full)?;
     let mut pending = false;
@@ -552,54 +550,26 @@ fn catch_up(ev: &mut Events) -> Result<(), Full> {
     if !pending {
         return Ok(());
     }
-    // Each ring's pending bytes, in one or two pieces (the data area wraps),
-    // into the same offsets of its mirror.
-    let parts =
-        ev.rings.iter().zip(&ev.tails).zip(&ev.hdr).zip(ev.mirrors.iter_mut()).flat_map(|(((r, &tail), h), m)| {
-            let mirror = m.as_mut_ptr() as usize;
-            let piece = move |at: u64, left: u64| {
-                let (addr, room) = r.data_at(at);
-                (mirror + (at & (r.size() - 1)) as usize, addr, left.min(room) as usize)
-            };
-            let first = piece(tail, h[1] - tail);
-            let rest = h[1] - tail - first.2 as u64;
-            [Some(first).filter(|p| p.2 > 0), Some(piece(tail + first.2 as u64, rest)).filter(|p| p.2 > 0)]
-                .into_iter()
-                .flatten()
-        });
-    // SAFETY: each local range lies in the mirror of its ring (same size as its data area).
-    if unsafe { perf_event::copy_self(ev.pid as i32, parts, false) }.is_err() {
-        ev.ring_lost = true;
-        return Err(Full);
-    }
     let result = drain(ev);
-    write_tails(ev).ok_or(Full)?;
+    write_tails(ev);
     result
 }
 
-/// Hands what we have read back to the kernel: each ring's `data_tail`,
-/// written with `process_vm_readv`, the ring the local side (`None`, and
-/// `ring_lost`, if a ring's page is gone).
-fn write_tails(ev: &mut Events) -> Option<()> {
-    let parts = ev.tails.iter().zip(&ev.rings).map(|(t, r)| (std::ptr::from_ref(t) as usize, r.tail_addr(), 8));
-    // SAFETY: each local range is one of our tails, read by the kernel.
-    if unsafe { perf_event::copy_self(ev.pid as i32, parts, true) }.is_err() {
-        ev.ring_lost = true;
-        return None;
-    }
-    Some(())
+/// Hands what we have read back to the kernel: each ring's `data_tail`.
+fn write_tails(ev: &Events) {
+    ev.rings.iter().zip(&ev.tails).for_each(|(r, &t)| r.set_tail(t));
 }
 
 /// [`catch_up`]'s loop: the oldest pending record of any ring, applied, until none.
 fn drain(ev: &mut Events) -> Result<(), Full> {
     loop {
         let mut next: Option<(usize, Parsed)> = None;
-        for (i, m) in ev.mirrors.iter().enumerate() {
+        for (i, r) in ev.rings.iter().enumerate() {
             let head = ev.hdr[i][1];
             if ev.tails[i] == head {
                 continue;
             }
-            let p = perf_event::parse(&m[..], ev.tails[i], head - ev.tails[i]).ok_or(Full)?;
+            let p = perf_event::parse(r, ev.tails[i], head - ev.tails[i]).ok_or(Full)?;
             if next.is_none_or(|(_, n)| p.time < n.time) {
                 next = Some((i, p));
             }
@@ -661,9 +631,7 @@ fn rebuild(ev: &mut Events) -> Result<bool, Errno> {
     for (t, h) in ev.tails.iter_mut().zip(&ev.hdr) {
         *t = h[1];
     }
-    if write_tails(ev).is_none() {
-        return Ok(false);
-    }
+    write_tails(ev);
     read_all(ev)?;
     ev.last_time = 0;
     ev.changes += 1;

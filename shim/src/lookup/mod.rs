@@ -43,6 +43,8 @@ pub use crate::sys::procfd::{ForkCheck, fork_check, pid_checks};
 use crate::sys::procfd::{close, open_proc};
 use crate::types::{Lookup, LookupChoice, Target, Vma};
 
+#[doc(hidden)]
+pub use crate::perf_event::ring_area as mmap_events_ring_area;
 pub use events::Unavailable as MmapEventsUnavailable;
 #[doc(hidden)]
 pub use events::reset as reset_mmap_events;

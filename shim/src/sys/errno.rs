@@ -17,6 +17,7 @@ impl Errno {
     pub const EAGAIN: Errno = Errno(libc::EAGAIN);
     pub const EBADF: Errno = Errno(libc::EBADF);
     pub const EBUSY: Errno = Errno(libc::EBUSY);
+    pub const EEXIST: Errno = Errno(libc::EEXIST);
     pub const EFAULT: Errno = Errno(libc::EFAULT);
     pub const EINTR: Errno = Errno(libc::EINTR);
     pub const EINVAL: Errno = Errno(libc::EINVAL);
