@@ -235,6 +235,45 @@ fn a_program_that_maps_over_the_ring_area_is_left_alone() {
     raw_munmap(a, PAGE);
 }
 
+#[test]
+fn no_map_where_its_descriptors_would_crowd_the_program() {
+    if !perf_works() {
+        return;
+    }
+    // SAFETY: the child closes, limits, starts a thread, looks up and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // Only stdin, stdout and stderr open; a soft limit of 4 descriptors
+        // per CPU: the map may hold a quarter, one per CPU, enough for our
+        // own rings but not for a second thread's events.
+        (3..1024).for_each(|fd| {
+            // SAFETY: closing the child's copies (the parent keeps its own).
+            unsafe { libc::close(fd) };
+        });
+        // SAFETY: plain sysconf and setrlimit calls.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as libc::rlim_t;
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: valid out-pointer, then our own limit.
+        unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            lim.rlim_cur = 4 * cpus;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        std::thread::spawn(|| {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        });
+        let why = mmap_events_status().err().map(|w| w.what);
+        // SAFETY: leaving the child without running the harness's exit path.
+        unsafe { libc::_exit(if why == Some("descriptors") { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert_eq!(status, 0, "the child with a second thread and 4 descriptors per CPU");
+}
+
 /// Not a benchmark harness (criterion's rows run on the host; this one runs
 /// where the TCG guest has no criterion): `judge` on the map,
 /// anonymous 4 KiB and a cached file page, median of 2001 calls, at the

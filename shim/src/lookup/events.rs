@@ -62,6 +62,10 @@ impl std::fmt::Display for Unavailable {
                 write!(f, "more than {MAX_THREADS} threads, or threads starting faster than they can be attached")
             }
             "cpus" => write!(f, "more CPUs than the ring area holds rings for (at most {MAX_RINGS})"),
+            "descriptors" => write!(
+                f,
+                "one event per CPU for each thread running at set-up would hold more than a quarter of RLIMIT_NOFILE"
+            ),
             "area" => write!(f, "the ring area in the library's image was mapped over (by the program)"),
             what => write!(f, "{what}: {}", self.errno),
         }
@@ -373,6 +377,9 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
     if cpus.is_empty() || cpus.len() > MAX_RINGS || cpus.len() * slot > area_len {
         return Err(Unavailable { what: "cpus", errno: Errno::E2BIG });
     }
+    if cpus.len() > fd_budget() {
+        return Err(Unavailable { what: "descriptors", errno: Errno::EMFILE });
+    }
     let mut ring_fds = Vec::with_capacity(cpus.len());
     let mut rings = Vec::with_capacity(cpus.len());
     let undo = |ring_fds: &[RawFd], rings: Vec<Ring>| {
@@ -469,6 +476,10 @@ fn attach_others(cpus: &[i32], ring_fds: &[RawFd]) -> Result<Vec<RawFd>, Unavail
             if seen.len() > MAX_THREADS {
                 return fail(&kept, Unavailable { what: "threads", errno: Errno::E2BIG });
             }
+            // Our ring descriptors are still open while the others attach.
+            if ring_fds.len() + kept.len() + cpus.len() > fd_budget() {
+                return fail(&kept, Unavailable { what: "descriptors", errno: Errno::EMFILE });
+            }
             for (&cpu, &ring) in cpus.iter().zip(ring_fds) {
                 let fd = match open_one(tid, cpu) {
                     Ok(fd) => fd,
@@ -483,6 +494,15 @@ fn attach_others(cpus: &[i32], ring_fds: &[RawFd]) -> Result<Vec<RawFd>, Unavail
         }
     }
     fail(&kept, Unavailable { what: "threads", errno: Errno::EAGAIN })
+}
+
+/// How many descriptors the map may hold at once: a quarter of the soft
+/// `RLIMIT_NOFILE`. The other threads' events stay open for the life of the
+/// map (one per CPU each: 15 threads on 64 CPUs would be 960), and a program
+/// near its limit must not find its own `open` failing because of us; past
+/// the budget the map is not set up, and maps text answers.
+fn fd_budget() -> usize {
+    crate::sys::rlimit(libc::RLIMIT_NOFILE).map_or(0, |(soft, _)| (soft / 4).min(1 << 20) as usize)
 }
 
 /// The event for one thread on one CPU; without `inherit_thread` before Linux 5.13.

@@ -21,6 +21,7 @@ impl Errno {
     pub const EFAULT: Errno = Errno(libc::EFAULT);
     pub const EINTR: Errno = Errno(libc::EINTR);
     pub const EINVAL: Errno = Errno(libc::EINVAL);
+    pub const EMFILE: Errno = Errno(libc::EMFILE);
     pub const EIO: Errno = Errno(libc::EIO);
     pub const ENODEV: Errno = Errno(libc::ENODEV);
     pub const ENOENT: Errno = Errno(libc::ENOENT);
