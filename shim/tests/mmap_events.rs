@@ -274,6 +274,43 @@ fn no_map_where_its_descriptors_would_crowd_the_program() {
     assert_eq!(status, 0, "the child with a second thread and 4 descriptors per CPU");
 }
 
+/// A CPU brought online after the map was set up has no event of ours:
+/// a registering thread that runs there sets the map up again. Takes CPU 1
+/// offline and back (root, a guest: `mapprop.sh`); `--ignored`.
+#[test]
+#[ignore]
+fn a_cpu_brought_online_later_gets_a_ring() {
+    if !perf_works() {
+        return;
+    }
+    let online = |on: bool| std::fs::write("/sys/devices/system/cpu/cpu1/online", if on { "1" } else { "0" });
+    online(false).expect("taking CPU 1 offline (root, 2 CPUs or more)");
+    daxguard::lookup::reset_mmap_events();
+    let a = anon(PAGE);
+    assert!(mmap_events_at(a as u64).unwrap().is_some(), "the map, set up without CPU 1");
+    online(true).expect("bringing CPU 1 back");
+    // On CPU 1 from now on: a file mapped over the anonymous page there is
+    // reported on CPU 1 only.
+    // SAFETY: a cpu_set_t for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(1, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set), 0);
+    }
+    let file = tempfile_page();
+    raw_mmap(a, PAGE, libc::PROT_READ, libc::MAP_SHARED | libc::MAP_FIXED, file.as_raw_fd(), 0);
+    let ino = std::os::unix::fs::MetadataExt::ino(&file.metadata().unwrap());
+    let got = mmap_events_at(a as u64).unwrap().map(|v| v.inode);
+    // SAFETY: every CPU again for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        (0..libc::CPU_SETSIZE as usize).for_each(|c| libc::CPU_SET(c, &mut set));
+        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+    }
+    raw_munmap(a, PAGE);
+    assert_eq!(got, Some(ino), "the file mapped on CPU 1");
+}
+
 /// Not a benchmark harness (criterion's rows run on the host; this one runs
 /// where the TCG guest has no criterion): `judge` on the map,
 /// anonymous 4 KiB and a cached file page, median of 2001 calls, at the

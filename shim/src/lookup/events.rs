@@ -128,6 +128,8 @@ struct Events {
     /// event before Linux 5.13 had `inherit_thread`) are not about us.
     pid: u32,
     rings: Vec<Ring>,
+    /// The CPU each ring is for, ascending (the CPUs online at set-up).
+    cpus: Vec<i32>,
     /// The events of the other threads that ran at set-up, whose records go
     /// into our rings (`PERF_EVENT_IOC_SET_OUTPUT`); they live as long as
     /// these descriptors.
@@ -148,6 +150,18 @@ struct Events {
     /// records overtook): it answers nothing until a rebuild succeeds.
     dirty: bool,
     buf: Vec<std::mem::MaybeUninit<u8>>,
+}
+
+impl Events {
+    /// Whether the CPU we run on has a ring (`sched_getcpu` is a load from
+    /// glibc's `rseq` area, or the vDSO). A CPU brought online after set-up
+    /// is caught here once a registering thread runs on it; until then its
+    /// other threads' mappings there are missed (docs/design.md, rule 7).
+    fn has_ring_here(&self) -> bool {
+        // SAFETY: no arguments; -1 on failure.
+        let cpu = unsafe { libc::sched_getcpu() };
+        cpu < 0 || self.cpus.binary_search(&cpu).is_ok()
+    }
 }
 
 /// What the cursor gets for an address.
@@ -218,6 +232,15 @@ pub(super) fn at(addr: u64, defer: bool) -> Result<Option<Step>, Unavailable> {
         return Ok(None);
     }
     let mut ev = ready(&mut st)?;
+    if !ev.has_ring_here() {
+        // A CPU brought online since set-up has no event of ours: what
+        // threads mapped there was never reported. Set up again, with the
+        // CPUs online now and a fresh maps read.
+        if let State::Ready(old) = std::mem::replace(&mut *st, State::NotSetUp) {
+            teardown(old);
+        }
+        ev = ready(&mut st)?;
+    }
     if ev.dirty || catch_up(ev).is_err() {
         if ev.ring_lost {
             // The program mapped over the library's image, where a ring was:
@@ -420,6 +443,7 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
             // close; the map's memory is reused.
             ev.kept.iter().for_each(|&fd| close(fd));
             ev.rings = rings;
+            ev.cpus = cpus;
             ev.kept = kept;
             ev
         }
@@ -427,6 +451,7 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
             epoch,
             pid: 0,
             rings,
+            cpus,
             kept,
             tails: Vec::new(),
             hdr: Vec::new(),
@@ -528,6 +553,8 @@ fn online_cpus() -> Vec<i32> {
             _ => return Vec::new(),
         }
     }
+    cpus.sort_unstable();
+    cpus.dedup();
     cpus
 }
 
