@@ -6,19 +6,23 @@
 
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Source;
 use crate::error::Error;
 use crate::procmap_query;
 use crate::sys::Errno;
-use crate::sys::lock::try_lock_briefly;
+use crate::sys::lock::EpochLock;
 use crate::sys::procfd::{ProcFd, open_proc, unpack_current};
 use crate::types::{Target, Vma};
 
-/// The persistent descriptor for `PROCMAP_QUERY` on our own maps.
-static SELF_MAPS: Mutex<ProcFd> = Mutex::new(ProcFd::new(b"maps"));
+/// The persistent descriptor for `PROCMAP_QUERY` on our own maps (a forked
+/// child that finds it held by a thread of its parent starts afresh).
+static SELF_MAPS: EpochLock<ProcFd> = EpochLock::new(ProcFd::new(b"maps"), fresh_maps);
+
+fn fresh_maps() -> ProcFd {
+    ProcFd::new(b"maps")
+}
 /// [`ProcFd::packed`] of `SELF_MAPS`, so that lookups run without the lock.
 static SELF_MAPS_KEPT: AtomicU64 = AtomicU64::new(0);
 
@@ -54,7 +58,7 @@ pub(super) fn recheck(fd: RawFd) -> Result<Option<(RawFd, bool)>, Error> {
 
 /// `op` on `SELF_MAPS` under its lock, publishing the result; `None` if the lock stays busy.
 fn kept(op: fn(&mut ProcFd) -> Result<(RawFd, bool), Errno>) -> Result<Option<(RawFd, bool)>, Error> {
-    let Some(mut maps) = try_lock_briefly(&SELF_MAPS) else { return Ok(None) };
+    let Some(mut maps) = SELF_MAPS.try_lock_briefly() else { return Ok(None) };
     let r = op(&mut maps).map_err(|errno| Error::proc_open(0, errno))?;
     SELF_MAPS_KEPT.store(maps.packed(), Ordering::Release);
     Ok(Some(r))

@@ -9,11 +9,10 @@
 //! datagrams alike. Users take no lock; only a reopen is serialized.
 
 use std::os::fd::RawFd;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use super::Errno;
-use super::lock::try_lock_briefly;
+use super::lock::EpochLock;
 use super::procfd::fstat_id;
 
 #[derive(Debug)]
@@ -21,14 +20,19 @@ pub(crate) struct Held {
     fd: AtomicI32,
     dev: AtomicU64,
     ino: AtomicU64,
-    reopen: Mutex<()>,
+    reopen: EpochLock<()>,
 }
 
 impl Held {
     /// Keeps `fd` (already moved high, close-on-exec).
     pub(crate) fn new(fd: RawFd) -> Held {
         let (dev, ino) = fstat_id(fd).unwrap_or((0, 0));
-        Held { fd: AtomicI32::new(fd), dev: AtomicU64::new(dev), ino: AtomicU64::new(ino), reopen: Mutex::new(()) }
+        Held {
+            fd: AtomicI32::new(fd),
+            dev: AtomicU64::new(dev),
+            ino: AtomicU64::new(ino),
+            reopen: EpochLock::new((), || ()),
+        }
     }
 
     /// Our descriptor, opened again with `open` if the program took its number.
@@ -37,7 +41,7 @@ impl Held {
             return Ok(fd);
         }
         // Never wait long: a lock inherited held across fork must not hang the child.
-        let _g = try_lock_briefly(&self.reopen).ok_or(Errno::EAGAIN)?;
+        let _g = self.reopen.try_lock_briefly().ok_or(Errno::EAGAIN)?;
         if let Some(fd) = self.ours() {
             return Ok(fd); // another thread reopened it meanwhile
         }

@@ -7,35 +7,19 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
-
-/// Tries a mutex for a little while (yielding), then gives up. After a
-/// `fork` taken while another thread held it, the child's copy is locked
-/// forever, so callers must be able to answer without it rather than wait.
-/// A poisoned lock is taken as it is: its data is plain state that a panic
-/// (caught at our `extern "C"` edge) cannot leave half-written in a way that matters.
-pub(crate) fn try_lock_briefly<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    for _ in 0..1000 {
-        match m.try_lock() {
-            Ok(g) => return Some(g),
-            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
-        }
-    }
-    None
-}
 
 /// A lock that a forked child can take over: the word holds the fork epoch
 /// ([`super::procfd::fork_epoch`]) of the process whose thread holds it, so
 /// a child finds its parent's holder (who does not exist in the child) and
 /// takes the lock, with the data it guards replaced by `fresh()`: the parent
 /// may have forked halfway through an update, so the copy is leaked, never
-/// read or dropped. Like [`try_lock_briefly`], it gives up after a while
-/// ([`WAITS_MAX`] sleeps) rather than wait for ever; unlike it, a waiter sleeps on
-/// the word (`FUTEX_WAIT`, woken at release) instead of yielding in a loop:
-/// with many registering threads on few CPUs, yielding handed the CPU to
-/// other waiters rather than to the holder (`reliability.sh`'s 16 threads on
-/// 2 CPUs made 78 `sched_yield` calls per registration).
+/// read or dropped. It gives up after a while ([`WAITS_MAX`] sleeps) rather
+/// than wait for ever, and a waiter sleeps on the word (`FUTEX_WAIT`, woken
+/// at release) instead of yielding in a loop: with many registering threads
+/// on few CPUs, yielding handed the CPU to other waiters rather than to the
+/// holder (`reliability.sh`'s 16 threads on 2 CPUs made 78 `sched_yield`
+/// calls per registration when the library's locks were std mutexes tried
+/// up to 1000 times). Every lock of the library is one of these.
 ///
 pub(crate) struct EpochLock<T> {
     word: AtomicU32,
@@ -60,6 +44,12 @@ unsafe impl<T: Send> Sync for EpochLock<T> {}
 
 pub(crate) struct EpochGuard<'a, T> {
     lock: &'a EpochLock<T>,
+}
+
+impl<T> std::fmt::Debug for EpochLock<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochLock").field("word", &self.word).finish_non_exhaustive()
+    }
 }
 
 impl<T> EpochLock<T> {

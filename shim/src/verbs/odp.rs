@@ -10,12 +10,16 @@
 //! calls the provider's `query_device_ex` as verbs.h does.
 #![allow(unsafe_code)]
 
-use std::sync::Mutex;
-
 use verbs_sys::{ibv_context, ibv_pd};
 
+use crate::sys::lock::EpochLock;
+
 /// Contexts seen so far and their answer; a handful of devices per process.
-static SEEN: Mutex<[(usize, bool); 16]> = Mutex::new([(0, false); 16]);
+static SEEN: EpochLock<[(usize, bool); 16]> = EpochLock::new([(0, false); 16], none_seen);
+
+fn none_seen() -> [(usize, bool); 16] {
+    [(0, false); 16]
+}
 
 /// Whether the device supports ODP for RC (send, receive, write, read): what
 /// an RDMA application registering a buffer for remote access needs.
@@ -31,7 +35,7 @@ pub unsafe fn supported(pd: *mut ibv_pd) -> bool {
     if ctx.is_null() {
         return false;
     }
-    let Some(mut seen) = crate::sys::lock::try_lock_briefly(&SEEN) else {
+    let Some(mut seen) = SEEN.try_lock_briefly() else {
         // SAFETY: `ctx` comes from a live pd.
         return unsafe { query(ctx) };
     };
