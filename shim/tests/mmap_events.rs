@@ -39,6 +39,22 @@ fn raw_munmap(addr: usize, len: usize) {
     assert_eq!(unsafe { libc::syscall(libc::SYS_munmap, addr, len) }, 0);
 }
 
+/// Runs `check` in a forked child (which leaves without the harness's exit
+/// path) and asserts that it said yes.
+fn in_child(what: &str, check: impl FnOnce() -> bool) {
+    // SAFETY: the child runs `check` and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let ok = check();
+        // SAFETY: leaving the child without running the harness's exit path.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert_eq!(status, 0, "{what}");
+}
+
 fn anon(len: usize) -> usize {
     raw_mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
 }
@@ -179,19 +195,11 @@ fn a_forked_child_builds_its_own_map() {
     }
     let a = anon(PAGE);
     assert!(mmap_events_at(a as u64).unwrap().is_some());
-    // SAFETY: the child only maps, looks up and exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
+    in_child("the child's map", || {
         let b = anon(PAGE);
-        let ok = mmap_events_at(b as u64).ok().flatten().is_some()
-            && judge(b as u64, PAGE as u64, LookupChoice::MmapEvents).is_ok_and(|j| j.lookup == Lookup::MmapEvents);
-        // SAFETY: leaving the child without running the harness's exit path.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
-    let mut status = 0;
-    // SAFETY: our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert_eq!(status, 0, "the child's map");
+        mmap_events_at(b as u64).ok().flatten().is_some()
+            && judge(b as u64, PAGE as u64, LookupChoice::MmapEvents).is_ok_and(|j| j.lookup == Lookup::MmapEvents)
+    });
     assert!(mmap_events_at(a as u64).unwrap().is_some(), "the parent's map is intact");
     raw_munmap(a, PAGE);
 }
@@ -202,9 +210,7 @@ fn a_program_that_maps_over_the_ring_area_is_left_alone() {
         return;
     }
     // In a child: the area is spoiled for the rest of the process.
-    // SAFETY: the child only maps, looks up and exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
+    in_child("the child after mapping over the ring area", || {
         let a = anon(PAGE);
         let set_up = mmap_events_at(a as u64).ok().flatten().is_some();
         // The program maps over the first ring's header, in our image, and writes to it.
@@ -223,13 +229,8 @@ fn a_program_that_maps_over_the_ring_area_is_left_alone() {
         if !ok {
             eprintln!("set_up {set_up} refused {refused} why {why:?} text {text} intact {intact}");
         }
-        // SAFETY: leaving the child without running the harness's exit path.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
-    let mut status = 0;
-    // SAFETY: our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert_eq!(status, 0, "the child after mapping over the ring area");
+        ok
+    });
     let a = anon(PAGE);
     assert!(mmap_events_at(a as u64).unwrap().is_some(), "the parent's map is intact");
     raw_munmap(a, PAGE);
@@ -240,9 +241,7 @@ fn no_map_where_its_descriptors_would_crowd_the_program() {
     if !perf_works() {
         return;
     }
-    // SAFETY: the child closes, limits, starts a thread, looks up and exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
+    in_child("the child with a second thread and 4 descriptors per CPU", || {
         // Only stdin, stdout and stderr open; a soft limit of 4 descriptors
         // per CPU: the map may hold a quarter, one per CPU, enough for our
         // own rings but not for a second thread's events.
@@ -264,14 +263,8 @@ fn no_map_where_its_descriptors_would_crowd_the_program() {
                 std::thread::sleep(std::time::Duration::from_secs(1));
             }
         });
-        let why = mmap_events_status().err().map(|w| w.what);
-        // SAFETY: leaving the child without running the harness's exit path.
-        unsafe { libc::_exit(if why == Some("descriptors") { 0 } else { 1 }) };
-    }
-    let mut status = 0;
-    // SAFETY: our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert_eq!(status, 0, "the child with a second thread and 4 descriptors per CPU");
+        mmap_events_status().err().map(|w| w.what) == Some("descriptors")
+    });
 }
 
 /// A CPU brought online after the map was set up has no event of ours:
