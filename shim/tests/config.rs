@@ -35,7 +35,7 @@ fn run(program: &Path, env: &[(&str, &str)]) -> Out {
         cmd.env("PATH", path);
     }
     cmd.env("LD_PRELOAD", preload).env("DAXSPY_STUB", "1").envs(env.iter().copied());
-    let out = cmd.output().unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let out = common::output(&mut cmd).unwrap_or_else(|e| panic!("{}: {e}", program.display()));
     Out { code: out.status.code(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
 }
 

@@ -421,7 +421,7 @@ fn run(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
         cmd.env("PATH", path);
     }
     cmd.envs(env.iter().copied());
-    let out = cmd.output().unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let out = common::output(&mut cmd).unwrap_or_else(|e| panic!("{}: {e}", program.display()));
     Ran {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -62,3 +62,19 @@ pub fn built() -> &'static Built {
         Built { shim, c, root }
     })
 }
+
+/// `cmd.output()`, retried while exec answers `ETXTBSY`: a program the test
+/// just copied may still be open for writing in a child another test thread
+/// forked while the copy was written (until that child's own exec).
+pub fn output(cmd: &mut Command) -> std::io::Result<std::process::Output> {
+    let mut tries = 0;
+    loop {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
