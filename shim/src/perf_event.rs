@@ -162,7 +162,7 @@ const DATA_SIZE: usize = 1048;
 
 /// Where the rings live: a reservation inside the library's own image (its
 /// `.bss`, never touched, so it costs address space only), which the rings
-/// are mapped over (`MAP_FIXED`) and which is given back as plain memory
+/// are mapped over (`MAP_FIXED`) and which is given back as inaccessible memory
 /// when they go. A ring in a gap the kernel picked could be unmapped or
 /// mapped over by a program that thinks the gap is its own (a hole it
 /// punched in a range it reserved, then fills with `MAP_FIXED`: the
@@ -182,6 +182,26 @@ struct Area(std::cell::UnsafeCell<[u8; AREA_BYTES + AREA_SLACK]>);
 unsafe impl Sync for Area {}
 
 static AREA: Area = Area(std::cell::UnsafeCell::new([0; AREA_BYTES + AREA_SLACK]));
+
+/// At load (the preload library's constructor), the area becomes
+/// inaccessible until rings are mapped over it, and is given back so: a
+/// program that locks all its memory (`mlockall(MCL_CURRENT)`, common where
+/// latency matters) would otherwise fault 3 MiB of zeros in and lock them.
+#[cfg(feature = "interpose")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static SEAL_AT_LOAD: extern "C" fn() = seal_at_load;
+
+#[cfg(feature = "interpose")]
+extern "C" fn seal_at_load() {
+    // No panic may leave a constructor; a failure only leaves the area as
+    // plain untouched memory.
+    let _ = std::panic::catch_unwind(|| {
+        let (at, len) = ring_area();
+        // SAFETY: whole pages of our own `.bss` that no code reads or writes.
+        unsafe { libc::mprotect(at as *mut _, len, libc::PROT_NONE) };
+    });
+}
 
 /// The whole pages of the ring area: `(start, len)`.
 pub fn ring_area() -> (usize, usize) {
@@ -306,7 +326,7 @@ impl Ring {
         (start, start + self.map_len as u64)
     }
 
-    /// Gives the ring's pages back to the area as plain memory (one
+    /// Gives the ring's pages back to the area as inaccessible memory (one
     /// `MAP_FIXED` over it, which unmaps the ring and, with it, the event).
     /// Only in the process that mapped it, and only once its canary was just
     /// read back: a ring the program mapped over is the program's memory now.
@@ -317,7 +337,7 @@ impl Ring {
 
     /// In a forked child, where the kernel did not copy the ring
     /// (`VM_DONTCOPY`) and left a hole in the area: fills the hole with
-    /// plain memory again, unless something else was mapped there meanwhile
+    /// inaccessible memory again, unless something else was mapped there meanwhile
     /// (`false`: that part of the area is not ours any more).
     pub fn refill(self) -> bool {
         let (at, len) = (self.base.as_ptr() as usize, self.map_len);
@@ -327,15 +347,16 @@ impl Ring {
     }
 }
 
-/// Plain private memory at `[at, at + len)`, as the area's `.bss` was;
-/// `false` if the kernel would not put it exactly there.
+/// Inaccessible private memory at `[at, at + len)`, as the area is between
+/// rings (see `seal_at_load`); `false` if the kernel would not put it
+/// exactly there.
 ///
 /// # Safety
 /// With `MAP_FIXED`, the range must be ours to replace.
 unsafe fn restore(at: usize, len: usize, fixed: i32) -> bool {
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed;
     // SAFETY: the caller's promise for MAP_FIXED; NOREPLACE replaces nothing.
-    let p = unsafe { libc::mmap(at as *mut _, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+    let p = unsafe { libc::mmap(at as *mut _, len, libc::PROT_NONE, flags, -1, 0) };
     if p == libc::MAP_FAILED {
         return false;
     }

@@ -267,6 +267,41 @@ fn no_map_where_its_descriptors_would_crowd_the_program() {
     });
 }
 
+/// The ring area (3 MiB of our `.bss`) is inaccessible from load until rings
+/// are mapped over it: a program that locks all its memory does not fault
+/// it in. In a child (`mlockall` would lock the whole test process).
+#[test]
+fn mlockall_leaves_the_ring_area_alone() {
+    let (area, len) = daxguard::lookup::mmap_events_ring_area();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut rings = 0;
+    for l in maps.lines() {
+        let (range, rest) = l.split_once(' ').unwrap();
+        let (s, e) = range.split_once('-').unwrap();
+        let (s, e) = (usize::from_str_radix(s, 16).unwrap(), usize::from_str_radix(e, 16).unwrap());
+        if s < area + len && area < e {
+            // Inaccessible, or a ring of the map (a perf event) where another test set it up.
+            assert!(rest.starts_with("---p") || rest.contains("perf_event"), "the area at load: {l}");
+            rings += usize::from(rest.contains("perf_event"));
+        }
+    }
+    in_child("the ring area under mlockall", || {
+        // SAFETY: locking the child's own memory; it exits right after.
+        if unsafe { libc::mlockall(libc::MCL_CURRENT) } != 0 {
+            println!("skipped: mlockall refused ({})", std::io::Error::last_os_error());
+            return true;
+        }
+        // Page by page: the parent's rings are holes here (not copied by fork).
+        let resident = (area..area + len).step_by(PAGE).filter(|&p| {
+            let mut r = 0u8;
+            // SAFETY: one page, one byte of answer.
+            unsafe { libc::mincore(p as *mut _, PAGE, &mut r) == 0 && r & 1 != 0 }
+        });
+        // Only ring pages (a few per CPU) may be resident.
+        resident.count() <= rings * 32
+    });
+}
+
 /// A CPU brought online after the map was set up has no event of ours:
 /// a registering thread that runs there sets the map up again. Takes CPU 1
 /// offline and back (root, a guest: `mapprop.sh`); `--ignored`.
