@@ -236,10 +236,7 @@ pub(super) fn at(addr: u64, defer: bool) -> Result<Option<Step>, Unavailable> {
         // A CPU brought online since set-up has no event of ours: what
         // threads mapped there was never reported. Set up again, with the
         // CPUs online now and a fresh maps read.
-        if let State::Ready(old) = std::mem::replace(&mut *st, State::NotSetUp) {
-            teardown(old);
-        }
-        ev = ready(&mut st)?;
+        ev = start_over(&mut st)?;
     }
     if ev.dirty || catch_up(ev).is_err() {
         if ev.ring_lost {
@@ -247,10 +244,7 @@ pub(super) fn at(addr: u64, defer: bool) -> Result<Option<Step>, Unavailable> {
             // its records since are gone. Never again in this process.
             RINGS_LOST.fetch_add(1, Ordering::Relaxed);
             SPOILED.store(true, Ordering::Relaxed);
-            if let State::Ready(old) = std::mem::replace(&mut *st, State::NotSetUp) {
-                teardown(old);
-            }
-            ev = ready(&mut st)?;
+            ev = start_over(&mut st)?;
             if ev.dirty {
                 return Ok(None);
             }
@@ -303,6 +297,15 @@ pub fn reset() {
     WORKS.store(0, Ordering::Relaxed);
 }
 
+/// Tears the map down and sets it up afresh (which answers `area` once the
+/// area is spoiled).
+fn start_over(st: &mut State) -> Result<&mut Events, Unavailable> {
+    if let State::Ready(old) = std::mem::replace(st, State::NotSetUp) {
+        teardown(old);
+    }
+    ready(st)
+}
+
 /// Closes the kept descriptors and gives the rings' pages back to the ring
 /// area; the map's memory is freed.
 fn teardown(mut ev: Box<Events>) {
@@ -310,8 +313,8 @@ fn teardown(mut ev: Box<Events>) {
     vacate(std::mem::take(&mut ev.rings), ev.epoch);
 }
 
-/// Gives rings mapped in fork epoch `epoch` back to the ring area as plain
-/// memory. In the process that mapped them, each ring whose canary reads
+/// Gives rings mapped in fork epoch `epoch` back to the ring area as
+/// inaccessible memory. In the process that mapped them, each ring whose canary reads
 /// back is mapped over (a ring the program mapped over is the program's
 /// memory now); in a forked child, where the kernel did not copy them,
 /// each hole is filled unless something else took it. Either miss spoils
@@ -378,14 +381,13 @@ fn ready(st: &mut State) -> Result<&mut Events, Unavailable> {
 
 /// Opens one event per CPU on the calling thread, maps their rings (one
 /// per CPU), and attaches the other threads' events to them; builds the map.
-fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
+fn set_up(mut old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
     // Before 4.15 the kernel does not refuse fs-DAX pins itself, so a stale
     // allow would go unchecked: this path is for kernels that back it.
     if crate::sys::kernel_version() < (4, 15) {
         return Err(Unavailable { what: "kernel", errno: Errno::ENOSYS });
     }
     let epoch = fork_epoch();
-    let mut old = old;
     if let Some(ev) = old.as_mut() {
         // A forked child: the parent's rings left holes in the area here.
         vacate(std::mem::take(&mut ev.rings), ev.epoch);
@@ -400,7 +402,8 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
     if cpus.is_empty() || cpus.len() > MAX_RINGS || cpus.len() * slot > area_len {
         return Err(Unavailable { what: "cpus", errno: Errno::E2BIG });
     }
-    if cpus.len() > fd_budget() {
+    let budget = fd_budget();
+    if cpus.len() > budget {
         return Err(Unavailable { what: "descriptors", errno: Errno::EMFILE });
     }
     let mut ring_fds = Vec::with_capacity(cpus.len());
@@ -428,7 +431,7 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
             }
         }
     }
-    let kept = match attach_others(&cpus, &ring_fds) {
+    let kept = match attach_others(&cpus, &ring_fds, budget) {
         Ok(kept) => kept,
         Err(why) => {
             undo(&ring_fds, rings);
@@ -483,7 +486,8 @@ fn set_up(old: Option<Box<Events>>) -> Result<Box<Events>, Unavailable> {
 /// An event per CPU on each thread other than ours that runs now, its
 /// records sent into that CPU's ring; the process's threads are listed
 /// again until a pass finds none new (threads they create inherit the event).
-fn attach_others(cpus: &[i32], ring_fds: &[RawFd]) -> Result<Vec<RawFd>, Unavailable> {
+/// Gives up past `budget` descriptors in all ([`fd_budget`]).
+fn attach_others(cpus: &[i32], ring_fds: &[RawFd], budget: usize) -> Result<Vec<RawFd>, Unavailable> {
     let me = crate::sys::tid();
     let mut kept = Vec::new();
     let mut seen = vec![me];
@@ -502,7 +506,7 @@ fn attach_others(cpus: &[i32], ring_fds: &[RawFd]) -> Result<Vec<RawFd>, Unavail
                 return fail(&kept, Unavailable { what: "threads", errno: Errno::E2BIG });
             }
             // Our ring descriptors are still open while the others attach.
-            if ring_fds.len() + kept.len() + cpus.len() > fd_budget() {
+            if ring_fds.len() + kept.len() + cpus.len() > budget {
                 return fail(&kept, Unavailable { what: "descriptors", errno: Errno::EMFILE });
             }
             for (&cpu, &ring) in cpus.iter().zip(ring_fds) {

@@ -18,9 +18,9 @@ use crate::types::{Target, Vma};
 
 /// The persistent descriptor for `PROCMAP_QUERY` on our own maps (a forked
 /// child that finds it held by a thread of its parent starts afresh).
-static SELF_MAPS: EpochLock<ProcFd> = EpochLock::new(ProcFd::new(b"maps"), fresh_maps);
+static SELF_MAPS: EpochLock<ProcFd> = EpochLock::new(fresh_maps(), fresh_maps);
 
-fn fresh_maps() -> ProcFd {
+const fn fresh_maps() -> ProcFd {
     ProcFd::new(b"maps")
 }
 /// [`ProcFd::packed`] of `SELF_MAPS`, so that lookups run without the lock.

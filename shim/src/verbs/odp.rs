@@ -15,9 +15,9 @@ use verbs_sys::{ibv_context, ibv_pd};
 use crate::sys::lock::EpochLock;
 
 /// Contexts seen so far and their answer; a handful of devices per process.
-static SEEN: EpochLock<[(usize, bool); 16]> = EpochLock::new([(0, false); 16], none_seen);
+static SEEN: EpochLock<[(usize, bool); 16]> = EpochLock::new(none_seen(), none_seen);
 
-fn none_seen() -> [(usize, bool); 16] {
+const fn none_seen() -> [(usize, bool); 16] {
     [(0, false); 16]
 }
 
