@@ -64,7 +64,11 @@ pub fn parse_line(line: &[u8]) -> Option<MapsLine<'_>> {
 /// parsing the rest (the text path reads every VMA below the range).
 pub fn range_of(line: &[u8]) -> Option<(u64, u64)> {
     let sp = line.iter().position(|&b| b == b' ')?;
-    let range = &line[..sp];
+    span(&line[..sp])
+}
+
+/// `start-end` in hex, as maps text and `/proc/PID/map_files` name a VMA.
+pub fn span(range: &[u8]) -> Option<(u64, u64)> {
     let dash = range.iter().position(|&b| b == b'-')?;
     Some((hex(&range[..dash])?, hex(&range[dash + 1..])?))
 }

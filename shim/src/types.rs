@@ -115,6 +115,9 @@ pub enum Lookup {
     /// and kept current from the kernel's `PERF_RECORD_MMAP2` records
     /// (kernels without `PROCMAP_QUERY`; `docs/design.md`).
     MmapEvents,
+    /// `/proc/PID/map_files` said no VMA with a file meets the range (where
+    /// maps text would be read: `docs/design.md`); a verdict only, never a report.
+    MapFiles,
 }
 
 impl Lookup {
@@ -124,6 +127,7 @@ impl Lookup {
             Lookup::ProcmapQuery => "procmap_query",
             Lookup::MapsText => "maps",
             Lookup::MmapEvents => "events",
+            Lookup::MapFiles => "map_files",
         }
     }
 }

@@ -86,6 +86,7 @@ fn child_entry() {
         "seccomp-ioctl" => seccomp_child(true, false),
         "seccomp-statx" => seccomp_child(false, true),
         "seccomp-both" => seccomp_child(true, true),
+        "map-files" => map_files_child(),
         "million" => million_child(),
         "overmount" => overmount_child(),
         other => panic!("unknown child {other}"),
@@ -108,9 +109,10 @@ fn jeq(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt, jf, k }
 }
 
-/// A seccomp filter answering EPERM to `statx` and/or to `ioctl(_, PROCMAP_QUERY)`,
-/// allowing everything else: what a container runtime's profile may do.
-fn install_filter(deny_ioctl: bool, deny_statx: bool) {
+/// A seccomp filter answering EPERM to `statx`, to `ioctl(_, PROCMAP_QUERY)`
+/// and/or to `perf_event_open`, allowing everything else: what a container
+/// runtime's profile may do (Docker's default refuses `perf_event_open`).
+fn install_filter(deny_ioctl: bool, deny_statx: bool, deny_perf: bool) {
     let ld = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
     let deny = stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
     let mut f = vec![
@@ -121,6 +123,9 @@ fn install_filter(deny_ioctl: bool, deny_statx: bool) {
     ];
     if deny_statx {
         f.extend([jeq(libc::SYS_statx as u32, 0, 1), deny]);
+    }
+    if deny_perf {
+        f.extend([jeq(libc::SYS_perf_event_open as u32, 0, 1), deny]);
     }
     if deny_ioctl {
         // args[1], low half (little endian): the ioctl request.
@@ -160,7 +165,7 @@ fn seccomp_child(deny_ioctl: bool, deny_statx: bool) {
     if before.lookup != Lookup::ProcmapQuery {
         println!("note: no PROCMAP_QUERY on this kernel; the ioctl case only shows the text path");
     }
-    install_filter(deny_ioctl, deny_statx);
+    install_filter(deny_ioctl, deny_statx, false);
 
     // The filter does what it says.
     if deny_ioctl {
@@ -202,6 +207,68 @@ fn seccomp_child(deny_ioctl: bool, deny_statx: bool) {
 #[test]
 fn seccomp_denying_procmap_query_falls_back_to_maps_text() {
     let (ok, out) = run_child("seccomp-ioctl", &[]);
+    assert!(ok, "{out}");
+}
+
+/// PROCMAP_QUERY and perf both refused, so the mmap-events map cannot be
+/// had either (Docker's default profile; a Debian host's
+/// `perf_event_paranoid` for a user): every verdict walk would read maps
+/// text. Where no VMA with a file meets the range, `/proc/self/map_files`
+/// answers instead, with the verdict maps text gives; a range that meets a
+/// file is still read from maps text, and a process with too many files
+/// below its ranges stops asking.
+fn map_files_child() {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let p = page() as u64;
+    let (base, _, _path) = layout(dir.path()); // anonymous [0,4), file [4,8), hole [8,10), PROT_NONE [10,12)
+    let shared = mmap(0, p as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1);
+    install_filter(true, false, true);
+    assert!(daxguard::lookup::mmap_events_status().is_err(), "perf is refused: no map");
+    let text = Options { target: None, lookup: LookupChoice::MapsText };
+    let check = |what: &str, addr: u64, len: u64, want: Lookup| {
+        let j = judge(addr, len, LookupChoice::Auto).unwrap();
+        let r = classify_with(addr, len, text).unwrap();
+        assert_eq!((j.verdict, j.lookup), (r.verdict(), want), "{what}: {j:?} against maps text {r:?}");
+    };
+    check("anonymous", base, 4 * p, Lookup::MapFiles);
+    check("the last anonymous page, ending where the file starts", base + 3 * p, p, Lookup::MapFiles);
+    check("two bytes across into the file", base + 4 * p - 1, 2, Lookup::MapsText);
+    check("anonymous and the file", base, 8 * p, Lookup::MapsText);
+    check("the file", base + 4 * p, 4 * p, Lookup::MapsText);
+    check("the hole", base + 8 * p, 2 * p, Lookup::MapFiles);
+    check("the hole and PROT_NONE", base + 8 * p, 4 * p, Lookup::MapFiles);
+    check("shared anonymous memory (a shmem file to the kernel)", shared as u64, p, Lookup::MapsText);
+
+    // 600 files below an anonymous page: more than two reads of the directory
+    // hold, so maps text answers, and this process asks map_files no more.
+    let crowd = mmap(0, 1201 * p as usize, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1) as u64;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.path().join("crowd"))
+        .unwrap();
+    file.set_len(p).unwrap();
+    use std::os::fd::AsRawFd;
+    for i in 0..600 {
+        mmap((crowd + 2 * i * p) as usize, p as usize, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd());
+    }
+    let top = mmap(
+        (crowd + 1200 * p) as usize,
+        p as usize,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+    );
+    check("anonymous, above 600 files", top as u64, p, Lookup::MapsText);
+    check("anonymous, once the process is known to be crowded", base, 4 * p, Lookup::MapsText);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn without_procmap_query_or_perf_map_files_answers_for_memory_without_a_file() {
+    let (ok, out) = run_child("map-files", &[]);
     assert!(ok, "{out}");
 }
 

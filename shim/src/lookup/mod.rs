@@ -29,6 +29,7 @@
 #![allow(unsafe_code)]
 
 mod events;
+mod map_files;
 mod query;
 mod text;
 mod vmamap;
@@ -386,8 +387,21 @@ impl<'b> Vmas<'b> {
     }
 
     /// From the map to maps text at `asked`; with `refresh`, what the read
-    /// finds goes back into the map.
+    /// finds goes back into the map. Without (the map is not set up yet,
+    /// busy, or cannot be had), under `auto`, `/proc/self/map_files` is
+    /// asked first: where no VMA with a file meets the rest of the range
+    /// the walk ends there, the verdict maps text would give (anonymous
+    /// memory and holes are the kernel's to judge), for a fraction of the
+    /// read ([`map_files`]).
     fn events_to_text(&mut self, refresh: bool) -> Result<(), Error> {
+        if !refresh
+            && self.choice == LookupChoice::Auto
+            && map_files::any_file_in(self.asked, self.end, self.stream) == Some(false)
+        {
+            self.finish();
+            self.lookup = Lookup::MapFiles;
+            return Ok(());
+        }
         let stamp = if refresh { events::stamp() } else { None };
         self.switch_to_text()?;
         self.refresh = stamp.map(|s| (self.asked, s));
