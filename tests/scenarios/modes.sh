@@ -124,6 +124,16 @@ if [[ $want == events ]]; then
 	assert_eq 2 "$(count '"file":null,.*"lookup":"maps"' "$(head -n 2 <<<"$LOG")")" "the first two (anonymous memory, heap) read maps text"
 	assert_contains "$(sed -n 3p <<<"$LOG")" '"lookup":"events"' "the third (anonymous memory) names the map (events)"
 	assert_eq 2 "$(count '"file":"/[^"]*",.*"lookup":"maps"' "$LOG")" "records naming a file name maps text"
+	# Without a log (no record to fill), what each registration reads: the
+	# first probes PROCMAP_QUERY (maps, ENOTTY), then asks map_files, where
+	# no file meets the anonymous range: the whole answer. The second (fs-DAX)
+	# meets a file there and reads maps text for its name; after it, the map
+	# is set up (perf events, one full read), and the third and fourth read nothing.
+	out=$(LD_PRELOAD=$SHIM strace -f -e trace=openat,perf_event_open -o "$W/trace" regmatrix --device "$RDMA_DEV" \
+		a=anon:2M d=file:/mnt/pmem/bw:2M b=anon:2M c=anon:2M 2>/dev/null)
+	assert_eq "a ok d EOPNOTSUPP b ok c ok" "$(echo $out)" "the registrations under strace"
+	seq=$(sed -n 's/.*"\/proc\/self\/\(maps\|map_files\)".*/\1/p; s/.*perf_event_open(.*/perf/p' "$W/trace" | awk '$0 != "perf" || last != "perf"; { last = $0 }' | tr '\n' ' ')
+	assert_eq "maps map_files map_files maps perf maps " "$seq" "what the shim read, in order (perf: one event per CPU)"
 else
 	assert_eq 5 "$(count "\"lookup\":\"$want\"" "$LOG")" "records name the lookup path ($want)"
 fi
