@@ -62,6 +62,10 @@ pub fn page_range(addr: u64, len: u64) -> Result<(u64, u64), Error> {
 /// As [`classify`].
 pub fn judge(addr: u64, len: u64, lookup: LookupChoice) -> Result<Judgement, Error> {
     let (start, end) = page_range(addr, len)?;
+    if start < end && lookup::map_holds_no_file(start, end, lookup) {
+        // What the walk below would find on the map, in a fraction of its instructions.
+        return Ok(Judgement { verdict: Verdict::Allow, lookup: Lookup::MmapEvents, culprit: None, unnamed: true });
+    }
     let (judged, from_map) = judge_walk(start, end, lookup)?;
     if judged.verdict != Verdict::Allow && from_map {
         // The mmap-events map may be stale; it is trusted to allow (the

@@ -231,12 +231,27 @@ pub(super) fn at(addr: u64, defer: bool) -> Result<Option<Step>, Unavailable> {
     if defer && matches!(*st, State::Deferred) && !PENDING.swap(true, Ordering::Relaxed) {
         return Ok(None);
     }
-    let mut ev = ready(&mut st)?;
+    answer(&mut st, addr)
+}
+
+/// [`at`] where the map is set up already in this process, `Ok(None)`
+/// otherwise: never sets it up, never counts towards the deferral.
+pub(super) fn at_if_ready(addr: u64) -> Result<Option<Step>, Unavailable> {
+    let Some(mut st) = STATE.try_lock_briefly() else { return Ok(None) };
+    if !matches!(&*st, State::Ready(ev) if ev.epoch == fork_epoch()) {
+        return Ok(None);
+    }
+    answer(&mut st, addr)
+}
+
+/// The map's answer for `addr`, setting it up first if it is not.
+fn answer(st: &mut State, addr: u64) -> Result<Option<Step>, Unavailable> {
+    let mut ev = ready(st)?;
     if !ev.has_ring_here() {
         // A CPU brought online since set-up has no event of ours: what
         // threads mapped there was never reported. Set up again, with the
         // CPUs online now and a fresh maps read.
-        ev = start_over(&mut st)?;
+        ev = start_over(st)?;
     }
     if ev.dirty || catch_up(ev).is_err() {
         if ev.ring_lost {
@@ -244,7 +259,7 @@ pub(super) fn at(addr: u64, defer: bool) -> Result<Option<Step>, Unavailable> {
             // its records since are gone. Never again in this process.
             RINGS_LOST.fetch_add(1, Ordering::Relaxed);
             SPOILED.store(true, Ordering::Relaxed);
-            ev = start_over(&mut st)?;
+            ev = start_over(st)?;
             if ev.dirty {
                 return Ok(None);
             }

@@ -147,6 +147,21 @@ pub fn preferred_lookup(choice: LookupChoice) -> Lookup {
     }
 }
 
+/// Whether one VMA without a file holds all of `[start, end)` in the
+/// calling process, as the mmap-events map says where a verdict walk would
+/// ask it (set up already, `PROCMAP_QUERY` not working, `auto` or forced):
+/// the answer the cursor reaches from the same map entry (anonymous memory:
+/// allow), without the cursor. `false`: ask the cursor.
+pub(crate) fn map_holds_no_file(start: u64, end: u64, choice: LookupChoice) -> bool {
+    let map = match choice {
+        LookupChoice::Auto => QUERY_WORKS.load(Ordering::Relaxed) == 2,
+        LookupChoice::MmapEvents => true,
+        LookupChoice::ProcmapQuery | LookupChoice::MapsText => false,
+    };
+    map && matches!(events::at_if_ready(start),
+        Ok(Some(events::Step::Vma(e))) if e.end >= end && !events::vma_of(&e).is_file_backed())
+}
+
 /// Where the cursor's VMAs come from now.
 enum Source {
     /// `PROCMAP_QUERY` on `fd`; `kept` is our long-lived descriptor (not
