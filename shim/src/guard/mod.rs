@@ -214,7 +214,7 @@ fn before(s: &Setup, call: &Call) -> Pre {
     let device_odp = || call.consumer == Consumer::Rdma && (call.device_odp)();
     let decision = decide(settings, call.pin, looked.judged.as_ref(), device_odp);
     let decide_ns = t0.map_or(0, |t| t.elapsed().as_nanos() as u64);
-    say(call, looked.index, decision.rule, looked.culprit.as_ref(), settings.mode, quiet, &s.suffix);
+    say(call, looked.index, decision.rule, looked.culprit.as_deref(), settings.mode, quiet, &s.suffix);
     let verdict = match &looked.judged {
         None => "unchecked",
         Some(Err(_)) => "error",
@@ -228,9 +228,10 @@ struct Looked {
     judged: Option<Result<Verdict, Error>>,
     /// The buffer the verdict is about.
     index: usize,
-    /// Its full report (with an audit sink), and its culprit file.
+    /// Its full report (with an audit sink), and its culprit file (boxed:
+    /// every registration moves a `Looked`, few have a culprit).
     report: Option<Report>,
-    culprit: Option<FileInfo>,
+    culprit: Option<Box<FileInfo>>,
     /// The path that answered.
     lookup: Option<Lookup>,
 }
@@ -240,7 +241,8 @@ impl Looked {
     fn from_judge(judged: Result<Judgement, Error>, index: usize) -> Looked {
         match judged {
             Ok(j) => {
-                Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: j.culprit, lookup: Some(j.lookup) }
+                let culprit = j.culprit.map(Box::new);
+                Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit, lookup: Some(j.lookup) }
             }
             Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None, lookup: None },
         }
@@ -296,7 +298,7 @@ fn look_at(s: &Setup, b: Buffer, index: usize) -> Looked {
         }
         return match classify_with(b.addr, b.len, Options { target: None, lookup }) {
             Ok(r) => {
-                let culprit = r.culprit().cloned();
+                let culprit = r.culprit().cloned().map(Box::new);
                 Looked { judged: Some(Ok(r.verdict())), index, lookup: Some(r.lookup), report: Some(r), culprit }
             }
             Err(e) => Looked::from_judge(Err(e), index),
