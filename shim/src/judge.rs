@@ -34,8 +34,9 @@ pub struct Options {
 pub struct Judgement {
     pub verdict: Verdict,
     pub lookup: Lookup,
-    /// The file behind a verdict other than [`Verdict::Allow`], with its mount.
-    pub culprit: Option<FileInfo>,
+    /// The file behind a verdict other than [`Verdict::Allow`], with its
+    /// mount (boxed: every verdict is moved a few times, few have a culprit).
+    pub culprit: Option<Box<FileInfo>>,
     /// Every page of the range is memory without a file (anonymous or the
     /// kernel's special mappings), no hole: a full report would name no
     /// file either, so an audit record needs none (`guard`).
@@ -90,12 +91,12 @@ fn judge_walk(start: u64, end: u64, lookup: LookupChoice) -> Result<(Judgement, 
         match finding.map(|f| f.kind) {
             Some(FileKind::FsDax) => {
                 judged.verdict = Verdict::FsDax { piece };
-                judged.culprit = finding.map(|f| files.file_info(&vma, f));
+                judged.culprit = finding.map(|f| Box::new(files.file_info(&vma, f)));
                 break;
             }
             Some(FileKind::Unverified) if judged.verdict == Verdict::Allow => {
                 judged.verdict = Verdict::Unverified { piece };
-                judged.culprit = finding.map(|f| files.file_info(&vma, f));
+                judged.culprit = finding.map(|f| Box::new(files.file_info(&vma, f)));
             }
             _ => {}
         }

@@ -241,8 +241,7 @@ impl Looked {
     fn from_judge(judged: Result<Judgement, Error>, index: usize) -> Looked {
         match judged {
             Ok(j) => {
-                let culprit = j.culprit.map(Box::new);
-                Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit, lookup: Some(j.lookup) }
+                Looked { judged: Some(Ok(j.verdict)), index, report: None, culprit: j.culprit, lookup: Some(j.lookup) }
             }
             Err(e) => Looked { judged: Some(Err(e)), index, report: None, culprit: None, lookup: None },
         }
