@@ -43,9 +43,6 @@ pub(super) fn any_file_in(start: u64, end: u64, buf: &mut [MaybeUninit<u8>]) -> 
     let fd = open_proc(Target::Current, b"map_files").ok()?;
     let found = scan(fd, start, end, buf);
     close(fd);
-    if found.is_none() {
-        CROWDED.store(true, Ordering::Relaxed);
-    }
     found
 }
 
@@ -69,6 +66,9 @@ fn scan(fd: i32, start: u64, end: u64, buf: &mut [MaybeUninit<u8>]) -> Option<bo
             }
         }
     }
+    // Out of calls (an error above, such as a descriptor closed under us by
+    // another thread, is not a reason to stop asking).
+    CROWDED.store(true, Ordering::Relaxed);
     None
 }
 
