@@ -211,9 +211,6 @@ impl<'b> Vmas<'b> {
     /// # Errors
     /// [`Error::ProcOpen`] when the maps file cannot be opened (no `/proc`,
     /// a process that is gone or not ours to read).
-    // Inlined: built in its caller's frame, the cursor (about 200 bytes) is
-    // not copied out through the `Result` on every registration.
-    #[inline]
     pub fn new(
         buf: &'b mut [MaybeUninit<u8>; BUF_LEN],
         target: Target,
