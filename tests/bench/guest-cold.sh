@@ -48,10 +48,11 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 section "result"
-# Per variant: min / median / max of the column given, sorted numerically.
+# Per variant: min / median / max of the column given.
 spread() { # variant column
-	awk -v v="$1" -v c="$2" '$2 == v { print $c }' "$out/table" | sort -g |
-		awk '{ x[NR] = $1 } END { printf "%s/%s/%s", x[1], x[int((NR + 1) / 2)], x[NR] }'
+	local xs
+	xs=$(awk -v v="$1" -v c="$2" '$2 == v { print $c }' "$out/table" | sort -g)
+	echo "$(head -n 1 <<<"$xs")/$(median <<<"$xs")/$(tail -n 1 <<<"$xs")"
 }
 for v in raw off auto; do
 	echo "RESULT-COLD kernel=$KERNEL_VERSION shim=$v processes=$rounds first_ms=$(spread "$v" 3) ratio=$(spread "$v" 4)"

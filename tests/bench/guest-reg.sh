@@ -99,10 +99,6 @@ seen=$(sed -n 's/^daxguard: stats: \([0-9]*\) registrations seen, 0 refused.*/\1
 assert_eq $((2 * (20 + 5) + 2)) "${seen:-none}" "paired: registrations the shim saw"
 
 
-median() {
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 section "result"
 # Which lookup the shim uses here: PROCMAP_QUERY from 6.11, the mmap-events map
 # before (maps text where perf is refused); LOOKUP, if given, is on the line.

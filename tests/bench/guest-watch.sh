@@ -80,10 +80,6 @@ pairs() { # name
 		awk '{ v[$1] = $2 } NR % 2 == 0 { printf "%d %d %d %.4f\n", NR / 2, v["without"], v["with"], v["with"] / v["without"] }'
 }
 
-median() {
-	sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 section "O_DIRECT 4 KiB reads of /dev/ram0 (median ns per read)"
 drive direct DIRECTREAD directread --device /dev/ram0 --iters "$reads" --rounds $((2 * rounds)) --step
 pairs direct | tee "$W/direct.pairs" | awk '{ printf "round %s: without %s ns, with %s ns, ratio %s\n", $1, $2, $3, $4 }'

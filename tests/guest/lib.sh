@@ -261,3 +261,9 @@ assert_kernel_clean() {
 	[[ -z $bad ]] || fail "kernel log has: $bad"
 	ok "kernel log has no BUG/oops/WARNING"
 }
+
+# The median of the numbers given as arguments, or else on stdin one per
+# line (the mean of the middle two for an even count): benchmarks' summaries.
+median() {
+	if (($#)); then printf '%s\n' "$@"; else cat; fi | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
